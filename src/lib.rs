@@ -1,0 +1,17 @@
+//! smtp-plan: SMTP runbooks as YAML plans, run against mail servers, reported as JUnit.
+//!
+//! # Layout
+//!
+//! ```text
+//! plans/*.yaml
+//!   │ plan::load       YAML -> RawPlan   (syntax and shape errors with file:line:col)
+//!   ▼
+//! RawPlan ── plan::validate ──► Plan     (typed, checked, variables resolved, secrets marked)
+//! ```
+//!
+//! `cli` holds the command-line types, `app` wires commands together and is the only
+//! place that prints fatal errors and picks exit codes.
+
+pub mod app;
+pub mod cli;
+pub mod plan;
