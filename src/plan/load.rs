@@ -4,7 +4,7 @@
 //! position lookup it relies on lives beside it in `locate.rs`.
 
 use super::error::{Diagnostic, Source};
-use super::locate::{locate, Path};
+use super::locate::{locate, Path, Seg};
 use super::raw::RawPlan;
 use super::structure;
 use std::sync::OnceLock;
@@ -38,6 +38,9 @@ pub struct Reporter<'s> {
     pub diags: Vec<Diagnostic>,
     /// Diagnostics beyond `MAX_DIAGNOSTICS`, counted but not located.
     pub more: usize,
+    /// Paths of shape problems; meaning checks stay quiet at these nodes and at
+    /// their ancestors, where they would only restate the same mistake.
+    shaky: Vec<Path>,
 }
 
 impl<'s> Reporter<'s> {
@@ -47,6 +50,7 @@ impl<'s> Reporter<'s> {
             source,
             diags: Vec::new(),
             more: 0,
+            shaky: Vec::new(),
         }
     }
 
@@ -59,9 +63,13 @@ impl<'s> Reporter<'s> {
         }
     }
 
+    fn quiet(&self, path: &Path) -> bool {
+        self.shaky.iter().any(|s| s.starts_with(path))
+    }
+
     /// Reports `message` at the node at `path` (or at its key, with `at_key`).
     pub fn at(&mut self, path: &Path, at_key: bool, width: usize, message: impl Into<String>) {
-        if !self.room() {
+        if self.quiet(path) || !self.room() {
             return;
         }
         let d = match locate(&self.source.text, path, at_key) {
@@ -74,7 +82,7 @@ impl<'s> Reporter<'s> {
     /// Reports `message` at the first occurrence of `needle` at or after the node at
     /// `path` (a variable reference inside a string, say), else at the node.
     pub fn at_text(&mut self, path: &Path, needle: &str, message: impl Into<String>) {
-        if !self.room() {
+        if self.quiet(path) || !self.room() {
             return;
         }
         let src = self.source;
@@ -95,8 +103,10 @@ impl<'s> Reporter<'s> {
         self.diags.push(d);
     }
 
-    /// The diagnostics, with a closing note when some were left out.
+    /// The diagnostics in file order, with a closing note when some were left out.
     pub fn finish(mut self) -> Vec<Diagnostic> {
+        self.diags
+            .sort_by_key(|d| d.position.as_ref().map(|p| (p.line, p.column)));
         if self.more > 0 {
             self.diags.push(Diagnostic::whole_file(
                 &self.source.name,
@@ -107,8 +117,13 @@ impl<'s> Reporter<'s> {
     }
 }
 
-/// Parses plan text into the raw plan, or every syntax and structure error found.
-pub fn load(source: &Source) -> Result<RawPlan, Vec<Diagnostic>> {
+/// Parses plan text into the raw plan. Syntax errors end the reading at once
+/// (`Err`). Shape errors go to `r`; the parts with shape errors are then set
+/// aside (unknown keys and mistyped optional values dropped) so that the rest of
+/// the plan can still be checked for meaning in the same pass. `Ok(None)` means
+/// the plan is too broken for that.
+pub fn load(r: &mut Reporter) -> Result<Option<RawPlan>, Vec<Diagnostic>> {
+    let source = r.source;
     let mut doc: serde_yaml::Value = match serde_yaml::from_str(&source.text) {
         Ok(doc) => doc,
         Err(e) => return Err(vec![yaml_error(source, &e)]),
@@ -120,21 +135,55 @@ pub fn load(source: &Source) -> Result<RawPlan, Vec<Diagnostic>> {
         )]);
     }
     let issues = structure::check(schema(), &doc);
-    if !issues.is_empty() {
-        let mut r = Reporter::new(source);
-        for i in issues {
-            r.at(&i.path, i.at_key, i.width, i.message);
-        }
-        return Err(r.finish());
+    let mut prunable = true;
+    for i in &issues {
+        r.at(&i.path, i.at_key, i.width, i.message.clone());
+        prunable &= prune(&mut doc, &i.path);
     }
-    serde_yaml::from_value(doc).map_err(|_| {
-        // The structural check should have caught this; let serde say it with a position.
-        let e = serde_yaml::from_str::<RawPlan>(&source.text).err();
-        vec![match e {
-            Some(e) => yaml_error(source, &e),
-            None => Diagnostic::whole_file(&source.name, "the plan could not be read"),
-        }]
-    })
+    r.shaky.extend(issues.into_iter().map(|i| i.path));
+    if !prunable {
+        return Ok(None);
+    }
+    match serde_yaml::from_value(doc) {
+        Ok(raw) => Ok(Some(raw)),
+        Err(_) if !r.shaky.is_empty() => Ok(None),
+        Err(_) => {
+            // The shape check should have caught this; let serde say it with a position.
+            let e = serde_yaml::from_str::<RawPlan>(&source.text).err();
+            Err(vec![match e {
+                Some(e) => yaml_error(source, &e),
+                None => Diagnostic::whole_file(&source.name, "the plan could not be read"),
+            }])
+        }
+    }
+}
+
+/// Removes the mapping entry at `path`; false when the path does not end in a
+/// mapping key (a list element cannot go without shifting its neighbours' paths).
+fn prune(doc: &mut serde_yaml::Value, path: &Path) -> bool {
+    let Some((Seg::Key(last), parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = doc;
+    for seg in parents {
+        node = match (seg, node) {
+            (Seg::Key(k), serde_yaml::Value::Mapping(m)) => {
+                match m.iter_mut().find(|(key, _)| structure::key_text(key) == *k) {
+                    Some((_, v)) => v,
+                    None => return true,
+                }
+            }
+            (Seg::Index(i), serde_yaml::Value::Sequence(s)) => match s.get_mut(*i) {
+                Some(v) => v,
+                None => return true,
+            },
+            _ => return true,
+        };
+    }
+    if let serde_yaml::Value::Mapping(m) = node {
+        m.retain(|k, _| structure::key_text(k) != *last);
+    }
+    true
 }
 
 /// A YAML or serde error as a diagnostic, its position moved out of the message.
@@ -229,14 +278,15 @@ mod tests {
         let e = errors("version: 1\nname: a\nnmae: b\ntests:\n  - name: t\n    setps: []\n");
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(e[0].starts_with("p.yaml:3:1: error: unknown key `nmae`; did you mean `name`?"));
-        assert!(e[1].starts_with("p.yaml:6:5: error: unknown key `setps`; did you mean `steps`?"));
-        assert!(e[2].starts_with("p.yaml:5:5: error: missing key `steps`"));
+        assert!(e[1].starts_with("p.yaml:5:5: error: missing key `steps`"));
+        assert!(e[2].starts_with("p.yaml:6:5: error: unknown key `setps`; did you mean `steps`?"));
     }
 
     #[test]
     fn merge_keys_are_applied() {
         let text = "version: 1\nname: a\ntests:\n  - name: t\n    steps: [{ehlo: x}]\n    <<: {port: 2525}\n";
-        let raw = load(&Source::new("p", text)).unwrap();
+        let src = Source::new("p", text);
+        let raw = load(&mut Reporter::new(&src)).unwrap().unwrap();
         assert_eq!(raw.tests[0].settings.port, Some(2525));
     }
 

@@ -45,6 +45,9 @@ pub fn load_str(
     source: &Source,
     opts: &Options,
 ) -> Result<model::Plan, Vec<Diagnostic>> {
-    let raw = load::load(source)?;
-    validate::validate(raw, source, path, opts)
+    let mut r = load::Reporter::new(source);
+    match load::load(&mut r)? {
+        Some(raw) => validate::validate(raw, r, path, opts),
+        None => Err(r.finish()),
+    }
 }

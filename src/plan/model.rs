@@ -326,7 +326,7 @@ pub struct CertCheck {
     /// Minimum days of validity left.
     pub valid_for_days: Option<u32>,
     /// Names the SAN must cover.
-    pub names: Vec<String>,
+    pub names: Vec<Template>,
 }
 
 /// DSN notifications.

@@ -471,10 +471,11 @@ pub struct RawCert {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawExpect {
+    /// Any of these patterns. (Listed first: serde would otherwise read a list as
+    /// the fields of `RawParts` in order.)
+    Any(Vec<RawPattern>),
     /// One pattern.
     One(RawPattern),
-    /// Any of these patterns.
-    Any(Vec<RawPattern>),
 }
 
 /// A reply pattern: `250`, `2xx`, `2.1.5`, `250 2.1.5`, a map, or `{ not: ... }`.

@@ -28,15 +28,15 @@ pub struct Options<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-/// Validates `raw`, read from `source` at `file`.
+/// Validates `raw`, read from `file`, adding to what `r` has already found.
 pub fn validate(
     raw: RawPlan,
-    source: &Source,
+    r: Reporter,
     file: &FsPath,
     opts: &Options,
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut c = Checker {
-        r: Reporter::new(source),
+        r,
         env: opts.env,
         vars: IndexMap::new(),
         dir: file.parent().map(FsPath::to_path_buf).unwrap_or_default(),
@@ -700,7 +700,7 @@ impl Checker<'_> {
         };
         let action = match verb {
             "connect" => Action::Connect {
-                cert: self.cert(&raw.cert, path),
+                cert: self.cert(&raw.cert, path, &caps),
             },
             "ehlo" | "helo" => {
                 let arg = if verb == "ehlo" { &raw.ehlo } else { &raw.helo };
@@ -743,7 +743,7 @@ impl Checker<'_> {
                     verify: o.as_ref().and_then(|o| o.verify),
                     sni,
                     min_version,
-                    cert: self.cert(&raw.cert, path),
+                    cert: self.cert(&raw.cert, path, &caps),
                 }
             }
             "auth" => {
@@ -776,6 +776,7 @@ impl Checker<'_> {
                             mechanism_name(a.mechanism)
                         ),
                     );
+                    return None;
                 }
                 let Some(secret_text) = given else {
                     self.err(&vpath, format!("mechanism `{}` needs `{want}` (use `${{env:NAME}}` to keep it out of the plan)", mechanism_name(a.mechanism)));
@@ -1000,7 +1001,7 @@ impl Checker<'_> {
         out
     }
 
-    fn cert(&mut self, raw: &Option<RawCert>, path: &Path) -> Option<CertCheck> {
+    fn cert(&mut self, raw: &Option<RawCert>, path: &Path, caps: &[String]) -> Option<CertCheck> {
         let c = raw.as_ref()?;
         if c.valid_for_days.is_none() && c.names.as_ref().is_none_or(Vec::is_empty) {
             self.err(
@@ -1011,9 +1012,11 @@ impl Checker<'_> {
         let mut names = Vec::new();
         for (i, n) in c.names.iter().flatten().enumerate() {
             let p = idx(&key(&key(path, "cert"), "names"), i);
-            let name = self.expand_static(n, &p)?;
-            if let Err(e) = check_name(name.strip_prefix("*.").unwrap_or(&name)) {
-                self.err(&p, e);
+            let name = self.expand(n, &p, true, caps)?;
+            if let Some(text) = name.static_text() {
+                if let Err(e) = check_name(text.strip_prefix("*.").unwrap_or(&text)) {
+                    self.err(&p, e);
+                }
             }
             names.push(name);
         }
