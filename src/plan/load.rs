@@ -246,11 +246,15 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        load(&Source::new("p.yaml", text))
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        let src = Source::new("p.yaml", text);
+        let mut r = Reporter::new(&src);
+        match load(&mut r) {
+            Err(diags) => diags,
+            Ok(_) => r.finish(),
+        }
+        .iter()
+        .map(ToString::to_string)
+        .collect()
     }
 
     #[test]

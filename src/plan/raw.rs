@@ -271,7 +271,7 @@ pub enum RawTestTarget {
     /// Every top-level target carrying this tag.
     Tag(RawTagRef),
     /// A target of this test only.
-    Target(RawTarget),
+    Target(Box<RawTarget>),
 }
 
 /// `tag: NAME`.

@@ -442,7 +442,7 @@ mod tests {
             format!("{HEAD}tests:\n  - name: t\n    steps:\n      - noop:\n        expect: true\n");
         assert_eq!(
             issues(&plan),
-            ["expected a number, text, a map or a list, found true/false"]
+            ["expected a list, a number, text or a map, found true/false"]
         );
     }
 

@@ -1315,7 +1315,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
     };
     let n: f64 = num.parse().ok()?;
     let bytes = n * mult as f64;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < 1e15).then_some(bytes as u64)
+    (0.0..1e15).contains(&bytes).then_some(bytes as u64)
 }
 
 fn parse_nameserver(s: &str) -> Option<SocketAddr> {
