@@ -15,3 +15,5 @@
 pub mod app;
 pub mod cli;
 pub mod plan;
+pub mod responder;
+pub mod smtp;

@@ -1,0 +1,1 @@
+//! The built-in SMTP responder (placeholder being written).

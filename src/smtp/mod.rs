@@ -1,0 +1,4 @@
+//! The SMTP client side: bytes on the wire, replies, the connection. Knows nothing
+//! of plans.
+
+pub mod reply;

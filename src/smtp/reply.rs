@@ -1,0 +1,1 @@
+//! SMTP replies (placeholder being written).
