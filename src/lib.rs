@@ -13,6 +13,7 @@
 //! place that prints fatal errors and picks exit codes.
 
 pub mod app;
+pub mod date;
 pub mod cli;
 pub mod plan;
 pub mod responder;
