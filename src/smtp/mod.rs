@@ -1,4 +1,6 @@
 //! The SMTP client side: bytes on the wire, replies, the connection. Knows nothing
 //! of plans.
 
+pub mod command;
+pub mod connection;
 pub mod reply;
