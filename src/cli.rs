@@ -1,5 +1,6 @@
 //! The command line (spec section 8) as clap types. Parsing only; `app` acts on it.
 
+use crate::report::junit::Transcripts;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -23,6 +24,36 @@ pub enum Command {
         /// Set a plan variable, overriding `vars` (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+    },
+    /// Run plans and report the results.
+    Run {
+        /// Plan files.
+        #[arg(required = true, value_name = "PLAN")]
+        plans: Vec<PathBuf>,
+        /// Write a JUnit XML report here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Set a plan variable, overriding `vars` (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Sessions open at once across the run (overrides the plans' `concurrency`).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: Option<u32>,
+        /// Run only the cases whose name (`TEST @ TARGET`) matches this regex.
+        #[arg(long, value_name = "REGEX")]
+        filter: Option<regex::Regex>,
+        /// Which transcripts go into the JUnit report.
+        #[arg(long, value_enum, default_value_t = Transcripts::Failures)]
+        transcripts: Transcripts,
+    },
+    /// Run the built-in SMTP responder.
+    Serve {
+        /// A built-in persona name or a persona file.
+        #[arg(long, default_value = "exchange-2013", value_name = "NAME|FILE")]
+        persona: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:2525", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
     },
     /// Print the JSON Schema of the plan format.
     Schema,

@@ -13,8 +13,11 @@
 //! place that prints fatal errors and picks exit codes.
 
 pub mod app;
-pub mod date;
 pub mod cli;
+pub mod date;
+pub mod exec;
 pub mod plan;
+pub mod report;
 pub mod responder;
+pub mod result;
 pub mod smtp;

@@ -12,7 +12,9 @@ pub fn line(text: &str) -> Result<Vec<u8>, String> {
             '\n' => "LF",
             _ => "NUL",
         };
-        return Err(format!("refusing to send a command containing {name}: {text:?}"));
+        return Err(format!(
+            "refusing to send a command containing {name}: {text:?}"
+        ));
     }
     let mut out = Vec::with_capacity(text.len() + 2);
     out.extend_from_slice(text.as_bytes());
@@ -28,7 +30,12 @@ pub fn mail_from(address: &str, params: &[String]) -> String {
 /// `RCPT TO:<address> [NOTIFY=...] [ORCPT=...] PARAMS...` (RFC 5321 4.1.1.3, RFC 3461).
 /// `orcpt` is `type;address` or a bare address (taken as `rfc822;`); its address part
 /// is xtext-encoded.
-pub fn rcpt_to(address: &str, notify: Option<&str>, orcpt: Option<&str>, params: &[String]) -> String {
+pub fn rcpt_to(
+    address: &str,
+    notify: Option<&str>,
+    orcpt: Option<&str>,
+    params: &[String],
+) -> String {
     let mut cmd = format!("RCPT TO:<{address}>");
     if let Some(n) = notify {
         cmd.push_str(&format!(" NOTIFY={n}"));
@@ -127,18 +134,27 @@ mod tests {
     #[test]
     fn envelope_commands() {
         assert_eq!(mail_from("", &[]), "MAIL FROM:<>");
-        assert_eq!(mail_from("a@b", &["SIZE=10".into()]), "MAIL FROM:<a@b> SIZE=10");
+        assert_eq!(
+            mail_from("a@b", &["SIZE=10".into()]),
+            "MAIL FROM:<a@b> SIZE=10"
+        );
         assert_eq!(
             rcpt_to("k@f.com", Some("SUCCESS,FAILURE"), Some("k+1@f.com"), &[]),
             "RCPT TO:<k@f.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;k+2B1@f.com"
         );
-        assert_eq!(rcpt_to("k@f", None, Some("utf-8;k@f"), &[]), "RCPT TO:<k@f> ORCPT=utf-8;k@f");
+        assert_eq!(
+            rcpt_to("k@f", None, Some("utf-8;k@f"), &[]),
+            "RCPT TO:<k@f> ORCPT=utf-8;k@f"
+        );
     }
 
     #[test]
     fn data_is_normalised_and_dot_stuffed() {
         assert_eq!(data_payload(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n.\r\n");
-        assert_eq!(data_payload(b".x\n..y\nz.\n."), b"..x\r\n...y\r\nz.\r\n..\r\n.\r\n");
+        assert_eq!(
+            data_payload(b".x\n..y\nz.\n."),
+            b"..x\r\n...y\r\nz.\r\n..\r\n.\r\n"
+        );
         assert_eq!(data_payload(b"bare\rcr"), b"bare\r\ncr\r\n.\r\n");
         assert_eq!(data_payload(b""), b"\r\n.\r\n");
     }

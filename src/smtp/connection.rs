@@ -53,7 +53,11 @@ impl Connection {
             if let Some(r) = self.parser.next_reply().map_err(ReadError::Protocol)? {
                 return Ok(r);
             }
-            let n = self.stream.read(&mut self.buf).await.map_err(ReadError::Io)?;
+            let n = self
+                .stream
+                .read(&mut self.buf)
+                .await
+                .map_err(ReadError::Io)?;
             if n == 0 {
                 return Err(ReadError::Closed {
                     partial: self.parser.take_partial(),

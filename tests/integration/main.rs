@@ -1,6 +1,9 @@
 //! The integration suite: one binary that drives the built `smtp-plan` and the
 //! library's public API. Everything stays on this machine: no network is used.
 
+mod fault;
 mod golden;
 mod plans;
+mod responder;
+mod run;
 mod support;

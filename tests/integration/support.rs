@@ -44,3 +44,102 @@ pub fn assert_golden(path: &Path, actual: &str) {
         path.display()
     );
 }
+
+/// A fresh empty folder under the system's temporary folder.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "smtp-plan-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Replaces what changes from run to run (times, dates, ports, run ids) with
+/// fixed text, for golden comparison.
+pub fn normalise(text: &str) -> String {
+    let rules: &[(&str, &str)] = &[
+        (r"\(\d+\.\d{3}s\)", "(0.000s)"),
+        (r#"time="[0-9.e-]+""#, r#"time="0""#),
+        (r#"timestamp="[^"]+""#, r#"timestamp="T""#),
+        (r#"hostname="[^"]+""#, r#"hostname="HOST""#),
+        (r"(?m)^ *\d+\.\d{3} (C:|S:|--)", "   0.000 $1"),
+        (
+            r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}",
+            "DATE",
+        ),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:PORT"),
+        (r"\b[0-9a-f]{13,}\b", "RUNID"),
+        (r"took \d+(ms|s)", "took T"),
+    ];
+    let mut out = text.to_string();
+    for (pat, with) in rules {
+        out = regex::Regex::new(pat)
+            .unwrap()
+            .replace_all(&out, *with)
+            .into_owned();
+    }
+    out
+}
+
+/// Whether interop and schema checks must run instead of skipping.
+pub fn required() -> bool {
+    std::env::var("SMTP_PLAN_INTEROP").is_ok_and(|v| v == "require")
+}
+
+/// Checks `xml` is well-formed by reading every event.
+pub fn assert_well_formed(xml: &[u8]) {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "not well-formed XML at {}: {e}\n{}",
+                reader.buffer_position(),
+                String::from_utf8_lossy(xml)
+            ),
+        }
+        buf.clear();
+    }
+}
+
+/// Validates a JUnit file against Jenkins' junit-10.xsd with xmllint, when both
+/// are present (`SMTP_PLAN_JUNIT_XSD`, default `target/junit-10.xsd`); skips with a
+/// printed reason otherwise, unless `SMTP_PLAN_INTEROP=require`.
+pub fn assert_junit_valid(path: &Path) {
+    let xsd = std::env::var("SMTP_PLAN_JUNIT_XSD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/junit-10.xsd"));
+    let have_xmllint = Command::new("xmllint").arg("--version").output().is_ok();
+    if !xsd.is_file() || !have_xmllint {
+        let why = format!(
+            "skipping junit-10.xsd validation: {} (.ci/run fetches both)",
+            if have_xmllint {
+                format!("{} is missing", xsd.display())
+            } else {
+                "xmllint is not installed".into()
+            }
+        );
+        assert!(!required(), "{why}, but SMTP_PLAN_INTEROP=require");
+        eprintln!("{why}");
+        return;
+    }
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} does not validate against junit-10.xsd:\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,220 @@
+//! Running jobs: starts the responders the plans name, expands plans into jobs,
+//! runs sessions concurrently under the global and per-host limits with retries,
+//! and collects the results in plan order. Owns time, concurrency and cancellation.
+
+pub mod job;
+pub mod session;
+
+use crate::plan::model::{Plan, TargetKind};
+use crate::responder::{Persona, Responder};
+use crate::result::{CaseResult, ErrorKind, Outcome, RunResult, SuiteResult, Transcript};
+use job::{expand, Job};
+use regex::Regex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+
+/// Default sessions open at once (spec section 4).
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Default sessions open at once to one host.
+pub const DEFAULT_PER_HOST: usize = 2;
+
+/// Run options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    /// `--concurrency`, overriding the plans' setting.
+    pub concurrency: Option<usize>,
+    /// `--filter`: only cases whose name (`TEST @ TARGET`) matches.
+    pub filter: Option<Regex>,
+}
+
+/// Runs the plans; `on_case` sees every case as it finishes.
+pub async fn run(
+    plans: Vec<Plan>,
+    config: &RunConfig,
+    on_case: &mut dyn FnMut(&CaseResult),
+) -> RunResult {
+    let started = Instant::now();
+    let plans: Vec<Arc<Plan>> = plans.into_iter().map(Arc::new).collect();
+    let responders = start_responders(&plans).await;
+    let run_id: Arc<str> = Arc::from(run_id().as_str());
+    let addr_of = |p: &str| {
+        responders
+            .get(p)
+            .and_then(|r| r.as_ref().map(Responder::local_addr))
+    };
+    let keep = |name: &str| config.filter.as_ref().is_none_or(|f| f.is_match(name));
+    let expansion = expand(&plans, &addr_of, &keep, &run_id, &hostname());
+
+    let concurrency = config
+        .concurrency
+        .or_else(|| {
+            plans
+                .iter()
+                .filter_map(|p| p.settings.concurrency)
+                .map(|c| c as usize)
+                .max()
+        })
+        .unwrap_or(DEFAULT_CONCURRENCY)
+        .max(1);
+    let per_host = plans
+        .iter()
+        .filter_map(|p| p.settings.per_host)
+        .map(|c| c as usize)
+        .max()
+        .unwrap_or(DEFAULT_PER_HOST)
+        .max(1);
+    let global = Arc::new(Semaphore::new(concurrency));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, CaseResult)>();
+    let total = expansion.jobs.len();
+    // Jobs start in plan order: the global permit is taken before a job's task
+    // exists, so a run never holds more than `concurrency` sessions (or tasks).
+    let jobs = expansion.jobs.clone();
+    let producer = tokio::spawn(async move {
+        let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for job in jobs {
+            let key = job
+                .fixed_addr
+                .map_or_else(|| job.host.to_ascii_lowercase(), |a| a.to_string());
+            let host = hosts
+                .entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                .clone();
+            let Ok(permit) = global.clone().acquire_owned().await else {
+                break;
+            };
+            let tx = tx.clone();
+            tasks.spawn(async move {
+                let result = run_job(&job, &host).await;
+                let _ = tx.send((job.index, result));
+                // Released after the result is out, so that at concurrency 1 the
+                // console shows cases in plan order.
+                drop(permit);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    let mut results: Vec<Option<CaseResult>> = vec![None; total];
+    while let Some((i, case)) = rx.recv().await {
+        on_case(&case);
+        results[i] = Some(case);
+    }
+    let _ = producer.await;
+    for r in responders.into_values().flatten() {
+        r.shutdown().await;
+    }
+
+    let mut suites: Vec<SuiteResult> = expansion
+        .suites
+        .iter()
+        .map(|s| SuiteResult {
+            name: s.name.clone(),
+            cases: Vec::new(),
+        })
+        .collect();
+    for (job, result) in expansion.jobs.iter().zip(results) {
+        let case = result.unwrap_or_else(|| CaseResult {
+            name: job.name.clone(),
+            classname: job.classname.clone(),
+            duration: Duration::ZERO,
+            outcome: Outcome::Skipped {
+                message: "not run".into(),
+            },
+            transcript: Transcript::default(),
+        });
+        suites[job.suite].cases.push(case);
+    }
+    let mut names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+    names.dedup();
+    RunResult {
+        name: names.join(" + "),
+        suites,
+        duration: started.elapsed(),
+    }
+}
+
+/// One job under the limits, with retries for transient trouble: a 4xx reply or a
+/// network error (spec section 4, `retries`).
+async fn run_job(job: &Job, host: &Semaphore) -> CaseResult {
+    if let Some((kind, message)) = &job.unavailable {
+        return CaseResult {
+            name: job.name.clone(),
+            classname: job.classname.clone(),
+            duration: Duration::ZERO,
+            outcome: Outcome::Errored {
+                kind: *kind,
+                message: message.clone(),
+            },
+            transcript: Transcript::default(),
+        };
+    }
+    let mut delay = job.settings.retry_delay;
+    let mut attempt = 0;
+    loop {
+        let result = {
+            let Ok(_permit) = host.acquire().await else {
+                unreachable!("the per-host semaphores are never closed")
+            };
+            session::run(job).await
+        };
+        if attempt >= job.settings.retries || !result.1 {
+            return result.0;
+        }
+        attempt += 1;
+        tokio::time::sleep(delay).await;
+        delay = delay.saturating_mul(2);
+    }
+}
+
+async fn start_responders(plans: &[Arc<Plan>]) -> HashMap<String, Option<Responder>> {
+    let mut out = HashMap::new();
+    for plan in plans {
+        for t in &plan.targets {
+            if let TargetKind::Responder(p) = &t.kind {
+                if out.contains_key(p) {
+                    continue;
+                }
+                let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+                let started = match Persona::load(p) {
+                    Ok(persona) => Responder::start(Arc::new(persona), listen).await.ok(),
+                    Err(_) => None,
+                };
+                out.insert(p.clone(), started);
+            }
+        }
+    }
+    out
+}
+
+/// A run id unique enough to tell runs apart in addresses and message ids.
+fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:x}{:05x}",
+        now.as_secs(),
+        (now.subsec_micros() ^ std::process::id()) & 0xfffff
+    )
+}
+
+/// This machine's name, the default `helo` (Linux: the kernel's hostname).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Whether an outcome may go away on a second attempt.
+pub fn transient(outcome: &Outcome, last_code: Option<u16>) -> bool {
+    match outcome {
+        Outcome::Errored { kind, .. } => *kind != ErrorKind::Tls,
+        Outcome::Failed { .. } => last_code.is_some_and(|c| (400..500).contains(&c)),
+        _ => false,
+    }
+}

@@ -1,0 +1,918 @@
+//! One SMTP session: a plan test run against one target. Runs the steps in order,
+//! judges every reply against its expectation, keeps the transcript, and turns
+//! whatever happens into an [`Outcome`]. Every network wait has a named timeout.
+
+use super::job::Job;
+use crate::plan::model::{Action, Content, IpFamily, Message, Notify, NotifyOn, Step};
+use crate::plan::pattern::{ConnectOutcome, Expect, Pattern};
+use crate::plan::vars::{Piece, RunVar, Template};
+use crate::result::{CaseResult, Direction, ErrorKind, Outcome, Transcript};
+use crate::smtp::command;
+use crate::smtp::connection::{Connection, ReadError};
+use crate::smtp::reply::{escape, Reply};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How long the best-effort QUIT after a failure may take.
+const QUIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a step did not pass.
+enum Stop {
+    /// An expectation did not match.
+    Fail(String),
+    /// The session broke.
+    Error(ErrorKind, String),
+}
+
+type StepResult = Result<(), Stop>;
+
+/// A session in progress.
+struct Session<'j> {
+    job: &'j Job,
+    start: Instant,
+    transcript: Transcript,
+    conn: Option<Connection>,
+    address: Option<SocketAddr>,
+    captures: HashMap<String, String>,
+    /// EHLO keywords of the last EHLO reply, upper case.
+    capabilities: Vec<String>,
+    /// Envelope recipients and sender of the current transaction (for default headers).
+    sender: Option<String>,
+    recipients: Vec<String>,
+    messages: usize,
+    /// The code of the last reply judged.
+    last_code: Option<u16>,
+}
+
+/// Runs the job's test against its target and reports the case, and whether the
+/// trouble (if any) may be transient (a 4xx reply or a network error).
+pub async fn run(job: &Job) -> (CaseResult, bool) {
+    let mut s = Session {
+        job,
+        start: Instant::now(),
+        transcript: Transcript::default(),
+        conn: None,
+        address: None,
+        captures: HashMap::new(),
+        capabilities: Vec::new(),
+        sender: None,
+        recipients: Vec::new(),
+        messages: 0,
+        last_code: None,
+    };
+    let limit = job.settings.session;
+    let outcome = match tokio::time::timeout(limit, s.steps()).await {
+        Ok(Ok(())) => Outcome::Passed,
+        Ok(Err(Stop::Fail(message))) => Outcome::Failed {
+            message: s.mask(&message),
+        },
+        Ok(Err(Stop::Error(kind, message))) => Outcome::Errored {
+            kind,
+            message: s.mask(&message),
+        },
+        Err(_) => Outcome::Errored {
+            kind: ErrorKind::Timeout,
+            message: format!("session timeout after {} (phase session)", human(limit)),
+        },
+    };
+    if outcome != Outcome::Passed && s.conn.is_some() {
+        s.quit_quietly().await;
+    }
+    let transient = super::transient(&outcome, s.last_code);
+    let case = CaseResult {
+        name: job.name.clone(),
+        classname: job.classname.clone(),
+        duration: s.start.elapsed(),
+        outcome,
+        transcript: s.transcript,
+    };
+    (case, transient)
+}
+
+/// `10s`, `1m 30s`, `250ms`.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Awaits `fut` for at most `limit`, naming the phase when it runs out.
+async fn timed<T>(
+    limit: Duration,
+    phase: &str,
+    what: &str,
+    fut: impl Future<Output = T>,
+) -> Result<T, Stop> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| {
+        Stop::Error(
+            ErrorKind::Timeout,
+            format!("{phase} timeout after {} while {what}", human(limit)),
+        )
+    })
+}
+
+impl Session<'_> {
+    fn mask(&self, text: &str) -> String {
+        crate::result::mask(text, &self.job.plan.secrets)
+    }
+
+    fn note(&mut self, direction: Direction, text: &str) {
+        let at = self.start.elapsed();
+        self.transcript
+            .push(at, direction, text, &self.job.plan.secrets);
+    }
+
+    fn test_steps(&self) -> &[Step] {
+        &self.job.plan.tests[self.job.test].steps
+    }
+
+    async fn steps(&mut self) -> StepResult {
+        let steps = self.test_steps();
+        let implicit_connect = !matches!(
+            steps.first().map(|s| &s.action),
+            Some(Action::Connect { .. })
+        );
+        let ends_with_quit = matches!(steps.last().map(|s| &s.action), Some(Action::Quit));
+        let mut number = 0;
+        if implicit_connect {
+            self.connect(&Expect::code("220"), None)
+                .await
+                .map_err(|e| prefix(e, 0, "connect"))?;
+        }
+        for i in 0..self.test_steps().len() {
+            number += 1;
+            let step = &self.job.plan.tests[self.job.test].steps[i];
+            let verb = step.action.verb();
+            let label = match &step.name {
+                Some(n) => format!("{verb} ({n})"),
+                None => verb.to_string(),
+            };
+            self.step(step)
+                .await
+                .map_err(|e| prefix(e, number, &label))?;
+            if self.conn.is_none() && !matches!(step.action, Action::Connect { .. } | Action::Quit)
+            {
+                break;
+            }
+        }
+        if !ends_with_quit && self.conn.is_some() {
+            // The implicit QUIT is not judged (spec section 6).
+            self.quit_quietly().await;
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, step: &Step) -> StepResult {
+        let started = Instant::now();
+        let reply = match &step.action {
+            Action::Connect { .. } => return self.connect(&step.expect, step.within).await,
+            Action::Pipeline(inner) => return self.pipeline(inner).await,
+            Action::Data(m) => return self.data(step, m).await,
+            Action::Bdat {
+                message,
+                chunk_size,
+            } => return self.bdat(step, message, *chunk_size).await,
+            Action::StartTls { .. } | Action::Auth { .. } => {
+                return Err(Stop::Error(
+                    ErrorKind::Tls,
+                    format!(
+                        "`{}` is not supported by this version of smtp-plan yet",
+                        step.action.verb()
+                    ),
+                ))
+            }
+            _ => {
+                let cmd = self.command_text(&step.action)?;
+                self.send_line(&cmd).await?;
+                self.reply(step.timeout, "reply", &cmd).await?
+            }
+        };
+        self.judge(step, &reply, started.elapsed())?;
+        match &step.action {
+            Action::Ehlo {
+                capabilities,
+                absent,
+                ..
+            } => self.check_capabilities(&reply, capabilities, absent)?,
+            Action::Quit => self.close().await,
+            Action::Rset => {
+                self.sender = None;
+                self.recipients.clear();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The command a simple step sends.
+    fn command_text(&mut self, action: &Action) -> Result<String, Stop> {
+        Ok(match action {
+            Action::Ehlo { name, .. } => format!("EHLO {}", self.helo_name(name)?),
+            Action::Helo { name } => format!("HELO {}", self.helo_name(name)?),
+            Action::MailFrom { address, params } => {
+                let a = self.render(address)?;
+                let params = self.render_all(params)?;
+                self.sender = Some(a.clone());
+                self.recipients.clear();
+                command::mail_from(&a, &params)
+            }
+            Action::RcptTo {
+                address,
+                notify,
+                orcpt,
+                params,
+            } => {
+                let a = self.render(address)?;
+                let notify = notify.as_ref().map(notify_value);
+                let orcpt = orcpt.as_ref().map(|o| self.render(o)).transpose()?;
+                let params = self.render_all(params)?;
+                self.recipients.push(a.clone());
+                command::rcpt_to(&a, notify.as_deref(), orcpt.as_deref(), &params)
+            }
+            Action::Rset => "RSET".into(),
+            Action::Noop => "NOOP".into(),
+            Action::Quit => "QUIT".into(),
+            Action::Vrfy(t) => format!("VRFY {}", self.render(t)?),
+            Action::Expn(t) => format!("EXPN {}", self.render(t)?),
+            Action::Send(t) => self.render(t)?,
+            Action::Data(_) => "DATA".into(),
+            Action::Connect { .. }
+            | Action::StartTls { .. }
+            | Action::Auth { .. }
+            | Action::Bdat { .. }
+            | Action::Pipeline(_) => {
+                return Err(Stop::Error(
+                    ErrorKind::Protocol,
+                    format!("`{}` cannot be sent as one command", action.verb()),
+                ))
+            }
+        })
+    }
+
+    fn helo_name(&mut self, name: &Option<Template>) -> Result<String, Stop> {
+        match name {
+            Some(t) => self.render(t),
+            None => Ok(self.job.settings.helo.clone()),
+        }
+    }
+
+    /// Fills the run-time variables of a template.
+    fn render(&self, t: &Template) -> Result<String, Stop> {
+        let mut out = String::new();
+        for p in &t.pieces {
+            match p {
+                Piece::Lit(s) | Piece::Env { value: s, .. } => out.push_str(s),
+                Piece::Run(v) => out.push_str(&match v {
+                    RunVar::TargetHost => self.job.host.clone(),
+                    RunVar::TargetDomain => self.job.domain.clone().unwrap_or_default(),
+                    RunVar::TargetPort => self.job.port.to_string(),
+                    RunVar::TargetAddress => {
+                        self.address.map(|a| a.ip().to_string()).unwrap_or_default()
+                    }
+                    RunVar::TestName => self.job.plan.tests[self.job.test].name.clone(),
+                    RunVar::RunId => self.job.run_id.to_string(),
+                    RunVar::SettingsHelo => self.job.settings.helo.clone(),
+                    RunVar::Capture(c) => self.captures.get(c).cloned().unwrap_or_default(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn render_all(&self, ts: &[Template]) -> Result<Vec<String>, Stop> {
+        ts.iter().map(|t| self.render(t)).collect()
+    }
+
+    fn conn(&mut self) -> Result<&mut Connection, Stop> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Stop::Error(ErrorKind::Protocol, "the connection is closed".into()))
+    }
+
+    async fn send_line(&mut self, text: &str) -> StepResult {
+        let bytes = command::line(text).map_err(|e| Stop::Error(ErrorKind::Protocol, e))?;
+        self.note(Direction::Client, &escape(text.as_bytes()));
+        self.send_bytes(&bytes, self.job.settings.reply, "sending the command")
+            .await
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8], limit: Duration, what: &str) -> StepResult {
+        let phase = if what.contains("message") {
+            "data"
+        } else {
+            "reply"
+        };
+        let conn = self.conn()?;
+        match timed(limit, phase, what, conn.send(bytes)).await? {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.conn = None;
+                Err(Stop::Error(
+                    ErrorKind::Protocol,
+                    format!("connection lost while {what}: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// Reads one reply within the step's timeout (or the phase default), noting it.
+    async fn reply(
+        &mut self,
+        step_timeout: Option<Duration>,
+        phase: &str,
+        after: &str,
+    ) -> Result<Reply, Stop> {
+        let limit = step_timeout.unwrap_or(match phase {
+            "data" => self.job.settings.data,
+            _ => self.job.settings.reply,
+        });
+        let what = format!("waiting for the reply to {}", first_word(after));
+        let conn = self.conn()?;
+        let read = timed(limit, phase, &what, conn.read_reply()).await?;
+        match read {
+            Ok(r) => {
+                self.note_reply(&r);
+                Ok(r)
+            }
+            Err(e) => Err(self.read_failed(e, &what)),
+        }
+    }
+
+    fn note_reply(&mut self, r: &Reply) {
+        let code = r.code;
+        let n = r.lines.len();
+        for (i, line) in r.lines.iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            self.note(Direction::Server, &format!("{code}{sep}{}", escape(line)));
+        }
+        for v in &r.violations {
+            self.note(Direction::Note, &format!("protocol violation: {v:?}"));
+        }
+    }
+
+    fn read_failed(&mut self, e: ReadError, what: &str) -> Stop {
+        self.conn = None;
+        match e {
+            ReadError::Io(e) => Stop::Error(
+                ErrorKind::Protocol,
+                format!("connection lost while {what}: {e}"),
+            ),
+            ReadError::Closed { partial: None } => {
+                self.note(Direction::Note, "connection closed by the server");
+                Stop::Error(
+                    ErrorKind::Protocol,
+                    format!("connection closed by the server while {what}"),
+                )
+            }
+            ReadError::Closed {
+                partial: Some(bytes),
+            } => {
+                let shown = escape(&bytes[..bytes.len().min(512)]);
+                self.note(Direction::Server, &shown);
+                self.note(
+                    Direction::Note,
+                    "connection closed by the server in the middle of a reply",
+                );
+                Stop::Error(ErrorKind::Protocol, format!("connection closed in the middle of a reply while {what}; received: {shown}"))
+            }
+            ReadError::Protocol(p) => {
+                self.note(Direction::Note, &format!("protocol error: {p}"));
+                Stop::Error(ErrorKind::Protocol, format!("{p} (while {what})"))
+            }
+        }
+    }
+
+    /// Judges a reply against the step's expectation, latency bound and captures.
+    fn judge(&mut self, step: &Step, reply: &Reply, took: Duration) -> StepResult {
+        self.last_code = Some(reply.code);
+        if !step
+            .expect
+            .matches(reply.code, reply.enhanced, &reply.text())
+        {
+            return Err(Stop::Fail(format!(
+                "expected {}, got {}",
+                step.expect,
+                reply.summary()
+            )));
+        }
+        if let Some(limit) = step.within {
+            if took > limit {
+                return Err(Stop::Fail(format!(
+                    "reply took {}, more than `within: {}` ({})",
+                    human(Duration::from_millis(took.as_millis() as u64)),
+                    human(limit),
+                    reply.summary()
+                )));
+            }
+        }
+        let text = reply.text();
+        for c in &step.capture {
+            let Some(m) = c.regex.captures(&text) else {
+                return Err(Stop::Fail(format!(
+                    "capture `{}`: /{}/ does not match {}",
+                    c.name,
+                    c.regex.as_str(),
+                    reply.summary()
+                )));
+            };
+            let value = m
+                .get(1)
+                .or_else(|| m.get(0))
+                .map_or("", |g| g.as_str())
+                .to_string();
+            self.note(Direction::Note, &format!("captured {} = {value}", c.name));
+            self.captures.insert(c.name.clone(), value);
+        }
+        Ok(())
+    }
+
+    fn check_capabilities(
+        &mut self,
+        reply: &Reply,
+        want: &[String],
+        absent: &[String],
+    ) -> StepResult {
+        // RFC 5321 4.1.1.1: the first line is the greeting; each later line starts with a keyword.
+        self.capabilities = reply
+            .lines
+            .iter()
+            .skip(1)
+            .map(|l| String::from_utf8_lossy(l).trim().to_ascii_uppercase())
+            .collect();
+        let has = |c: &str| {
+            let c = c.to_ascii_uppercase();
+            self.capabilities.iter().any(|line| {
+                *line == c
+                    || line.split_whitespace().next() == Some(c.as_str())
+                    || line.starts_with(&format!("{c} "))
+            })
+        };
+        let offered = || {
+            let words: Vec<&str> = self
+                .capabilities
+                .iter()
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            if words.is_empty() {
+                "nothing".to_string()
+            } else {
+                words.join(", ")
+            }
+        };
+        if let Some(missing) = want.iter().find(|c| !has(c)) {
+            return Err(Stop::Fail(format!(
+                "capability {missing} is not advertised (the server offers {})",
+                offered()
+            )));
+        }
+        if let Some(present) = absent.iter().find(|c| has(c)) {
+            return Err(Stop::Fail(format!(
+                "capability {present} is advertised but must be absent"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens the connection (trying each address in turn) and reads the greeting.
+    async fn connect(&mut self, expect: &Expect, within: Option<Duration>) -> StepResult {
+        let outcomes: Vec<ConnectOutcome> = expect
+            .any
+            .iter()
+            .filter_map(|p| match p {
+                Pattern::Connect(o) => Some(*o),
+                _ => None,
+            })
+            .collect();
+        let started = Instant::now();
+        let stream = match self.open().await {
+            Ok(s) => s,
+            Err((kind, outcome, message)) => {
+                return match outcome {
+                    Some(o) if outcomes.contains(&o) => Ok(()),
+                    _ if !outcomes.is_empty() => {
+                        Err(Stop::Fail(format!("expected {expect}, got: {message}")))
+                    }
+                    _ => Err(Stop::Error(kind, message)),
+                };
+            }
+        };
+        self.conn = Some(Connection::new(Box::new(stream)));
+        let limit = self.job.settings.reply;
+        let conn = self.conn()?;
+        let greeting = timed(
+            limit,
+            "greeting",
+            "waiting for the server's greeting",
+            conn.read_reply(),
+        )
+        .await;
+        let reply = match greeting {
+            Err(stop) if outcomes.contains(&ConnectOutcome::Timeout) => {
+                drop(stop);
+                self.close().await;
+                return Ok(());
+            }
+            Err(stop) => return Err(stop),
+            Ok(Ok(r)) => r,
+            Ok(Err(ReadError::Closed { partial: None }))
+                if outcomes.contains(&ConnectOutcome::Closed) =>
+            {
+                self.note(
+                    Direction::Note,
+                    "connection closed by the server before a greeting",
+                );
+                self.conn = None;
+                return Ok(());
+            }
+            Ok(Err(e)) => return Err(self.read_failed(e, "waiting for the server's greeting")),
+        };
+        self.note_reply(&reply);
+        if !outcomes.is_empty() && !expect.matches(reply.code, reply.enhanced, &reply.text()) {
+            return Err(Stop::Fail(format!(
+                "expected {expect}, got {}",
+                reply.summary()
+            )));
+        }
+        let step = Step {
+            name: None,
+            action: Action::Connect { cert: None },
+            expect: expect.clone(),
+            timeout: None,
+            within,
+            capture: Vec::new(),
+        };
+        self.judge(&step, &reply, started.elapsed())
+    }
+
+    /// Resolves and connects, trying each address within the connect timeout.
+    /// On failure: the error kind, the connect outcome it amounts to, and a message.
+    async fn open(&mut self) -> Result<TcpStream, (ErrorKind, Option<ConnectOutcome>, String)> {
+        let job = self.job;
+        let addrs: Vec<SocketAddr> = match job.fixed_addr {
+            Some(a) => vec![a],
+            None => match job.host.parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, job.port)],
+                Err(_) => {
+                    let lookup = tokio::time::timeout(
+                        job.settings.connect,
+                        tokio::net::lookup_host((job.host.as_str(), job.port)),
+                    )
+                    .await;
+                    match lookup {
+                        Ok(Ok(a)) => a.collect(),
+                        Ok(Err(e)) => {
+                            return Err((
+                                ErrorKind::Dns,
+                                None,
+                                format!("cannot resolve {}: {e}", job.host),
+                            ))
+                        }
+                        Err(_) => {
+                            return Err((
+                                ErrorKind::Dns,
+                                None,
+                                format!(
+                                    "resolving {} timed out after {}",
+                                    job.host,
+                                    human(job.settings.connect)
+                                ),
+                            ))
+                        }
+                    }
+                }
+            },
+        };
+        let addrs: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| match job.settings.ip {
+                IpFamily::Any => true,
+                IpFamily::V4 => a.is_ipv4(),
+                IpFamily::V6 => a.is_ipv6(),
+            })
+            .collect();
+        if addrs.is_empty() {
+            return Err((
+                ErrorKind::Dns,
+                None,
+                format!("{} has no address of the family `ip` allows", job.host),
+            ));
+        }
+        let mut tried = Vec::new();
+        let mut last = None;
+        for addr in addrs {
+            self.note(Direction::Note, &format!("connecting to {addr}"));
+            let attempt = tokio::time::timeout(
+                job.settings.connect,
+                connect_from(addr, job.settings.source_address),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(s)) => {
+                    self.address = Some(addr);
+                    self.note(Direction::Note, &format!("connected to {addr}"));
+                    return Ok(s);
+                }
+                Ok(Err(e)) => {
+                    let outcome = (e.kind() == std::io::ErrorKind::ConnectionRefused)
+                        .then_some(ConnectOutcome::Refused);
+                    tried.push(format!("{addr}: {e}"));
+                    last = Some(outcome);
+                }
+                Err(_) => {
+                    tried.push(format!(
+                        "{addr}: no answer within {} (phase connect)",
+                        human(job.settings.connect)
+                    ));
+                    last = Some(Some(ConnectOutcome::Timeout));
+                }
+            }
+        }
+        let message = format!(
+            "cannot connect to {}:{}: {}",
+            job.host,
+            job.port,
+            tried.join("; ")
+        );
+        self.note(Direction::Note, &message);
+        let outcome = last.flatten();
+        let kind = if outcome == Some(ConnectOutcome::Timeout) {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Connect
+        };
+        Err((kind, outcome, message))
+    }
+
+    async fn data(&mut self, step: &Step, message: &Message) -> StepResult {
+        let started = Instant::now();
+        self.send_line("DATA").await?;
+        let reply = self.reply(step.timeout, "reply", "DATA").await?;
+        if reply.code != 354 {
+            // Spec section 6: a reply to DATA other than 354 is judged against `expect`.
+            return self.judge(step, &reply, started.elapsed());
+        }
+        self.send_message(step, message).await
+    }
+
+    async fn send_message(&mut self, step: &Step, message: &Message) -> StepResult {
+        let started = Instant::now();
+        let body = self.message_bytes(message)?;
+        let payload = command::data_payload(&body);
+        self.note_message(&body);
+        let limit = step.timeout.unwrap_or(self.job.settings.data);
+        self.send_bytes(&payload, limit, "sending the message")
+            .await?;
+        let reply = self
+            .reply(step.timeout, "data", "the end of the message")
+            .await?;
+        self.messages += 1;
+        self.judge(step, &reply, started.elapsed())
+    }
+
+    fn note_message(&mut self, body: &[u8]) {
+        let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+        let shown = lines.len().min(40);
+        for l in &lines[..shown] {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            self.note(Direction::Client, &escape(l));
+        }
+        if lines.len() > shown {
+            self.note(
+                Direction::Note,
+                &format!(
+                    "... {} more lines of message data ({} bytes in all)",
+                    lines.len() - shown,
+                    body.len()
+                ),
+            );
+        }
+        self.note(Direction::Client, ".");
+    }
+
+    /// The message as bytes, default headers added, padded to `size`.
+    fn message_bytes(&mut self, m: &Message) -> Result<Vec<u8>, Stop> {
+        let text = match &m.content {
+            Content::Raw(t) => self.render(t)?,
+            Content::Parts { headers, body } => {
+                let mut given: Vec<(String, String)> = Vec::new();
+                for (name, value) in headers {
+                    given.push((name.clone(), self.render(value)?));
+                }
+                let has = |n: &str| given.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+                let mut defaults = Vec::new();
+                let sender = self
+                    .sender
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| format!("postmaster@{}", self.job.settings.helo));
+                if !has("From") {
+                    defaults.push(("From".to_string(), format!("<{sender}>")));
+                }
+                if !has("To") {
+                    let to: Vec<String> =
+                        self.recipients.iter().map(|r| format!("<{r}>")).collect();
+                    defaults.push((
+                        "To".into(),
+                        if to.is_empty() {
+                            "undisclosed-recipients:;".into()
+                        } else {
+                            to.join(", ")
+                        },
+                    ));
+                }
+                if !has("Date") {
+                    defaults.push((
+                        "Date".into(),
+                        crate::date::rfc5322(std::time::SystemTime::now()),
+                    ));
+                }
+                if !has("Message-ID") {
+                    defaults.push((
+                        "Message-ID".into(),
+                        format!(
+                            "<{}.{}.{}@{}>",
+                            self.job.run_id, self.job.index, self.messages, self.job.settings.helo
+                        ),
+                    ));
+                }
+                if !has("Subject") {
+                    defaults.push((
+                        "Subject".into(),
+                        format!("smtp-plan: {}", self.job.plan.tests[self.job.test].name),
+                    ));
+                }
+                let mut text = String::new();
+                for (k, v) in given.iter().chain(&defaults) {
+                    text.push_str(&format!("{k}: {v}\r\n"));
+                }
+                text.push_str("\r\n");
+                text.push_str(&self.render(body)?);
+                text
+            }
+        };
+        let mut bytes = command::normalise(text.as_bytes());
+        if let Some(size) = m.size {
+            command::pad(&mut bytes, size);
+        }
+        Ok(bytes)
+    }
+
+    async fn bdat(
+        &mut self,
+        step: &Step,
+        message: &Message,
+        chunk_size: Option<u64>,
+    ) -> StepResult {
+        let body = self.message_bytes(message)?;
+        let size = chunk_size.map_or(body.len().max(1), |c| {
+            usize::try_from(c).unwrap_or(usize::MAX)
+        });
+        let chunks: Vec<&[u8]> = if body.is_empty() {
+            vec![&body[..]]
+        } else {
+            body.chunks(size).collect()
+        };
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let started = Instant::now();
+            let last = if i + 1 == n { " LAST" } else { "" };
+            let cmd = format!("BDAT {}{last}", chunk.len());
+            self.note(Direction::Client, &cmd);
+            self.note(
+                Direction::Note,
+                &format!("({} bytes of message data)", chunk.len()),
+            );
+            let mut bytes = command::line(&cmd).map_err(|e| Stop::Error(ErrorKind::Protocol, e))?;
+            bytes.extend_from_slice(chunk);
+            let limit = step.timeout.unwrap_or(self.job.settings.data);
+            self.send_bytes(&bytes, limit, "sending the message")
+                .await?;
+            let reply = self.reply(step.timeout, "data", "BDAT").await?;
+            self.judge(step, &reply, started.elapsed())?;
+        }
+        self.messages += 1;
+        Ok(())
+    }
+
+    /// RFC 2920: the commands go out in one write; replies are judged in order.
+    async fn pipeline(&mut self, inner: &[Step]) -> StepResult {
+        let mut batch = Vec::new();
+        let mut texts = Vec::new();
+        for step in inner {
+            let text = match &step.action {
+                Action::Bdat { .. } => {
+                    return Err(Stop::Error(
+                        ErrorKind::Protocol,
+                        "`bdat` inside `pipeline` is not supported; put it after the pipeline"
+                            .into(),
+                    ))
+                }
+                a => self.command_text(a)?,
+            };
+            batch.extend(command::line(&text).map_err(|e| Stop::Error(ErrorKind::Protocol, e))?);
+            self.note(Direction::Client, &escape(text.as_bytes()));
+            texts.push(text);
+        }
+        self.send_bytes(
+            &batch,
+            self.job.settings.reply,
+            "sending the pipelined commands",
+        )
+        .await?;
+        let started = Instant::now();
+        for (i, (step, text)) in inner.iter().zip(&texts).enumerate() {
+            let reply = self.reply(step.timeout, "reply", text).await?;
+            let result = match &step.action {
+                Action::Data(m) if reply.code == 354 => self.send_message(step, m).await,
+                _ => self.judge(step, &reply, started.elapsed()),
+            };
+            result.map_err(|e| match e {
+                Stop::Fail(m) => {
+                    Stop::Fail(format!("command {} ({}): {m}", i + 1, step.action.verb()))
+                }
+                Stop::Error(k, m) => Stop::Error(
+                    k,
+                    format!("command {} ({}): {m}", i + 1, step.action.verb()),
+                ),
+            })?;
+            if matches!(step.action, Action::Quit) {
+                self.close().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            c.shutdown().await;
+        }
+    }
+
+    /// Best effort QUIT with a short timeout, then close.
+    async fn quit_quietly(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let sent = tokio::time::timeout(QUIT_GRACE, conn.send(b"QUIT\r\n")).await;
+        if matches!(sent, Ok(Ok(()))) {
+            self.note(Direction::Client, "QUIT");
+            if let Some(conn) = self.conn.as_mut() {
+                if let Ok(Ok(r)) = tokio::time::timeout(QUIT_GRACE, conn.read_reply()).await {
+                    self.note_reply(&r);
+                }
+            }
+        }
+        self.close().await;
+    }
+}
+
+async fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn notify_value(n: &Notify) -> String {
+    match n {
+        Notify::Never => "NEVER".into(),
+        Notify::On(list) => list
+            .iter()
+            .map(|o| match o {
+                NotifyOn::Success => "SUCCESS",
+                NotifyOn::Failure => "FAILURE",
+                NotifyOn::Delay => "DELAY",
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+fn first_word(cmd: &str) -> String {
+    let w = cmd.split_whitespace().next().unwrap_or(cmd);
+    match w.to_ascii_uppercase().as_str() {
+        "MAIL" | "RCPT" => cmd.split(':').next().unwrap_or(w).to_ascii_uppercase(),
+        _ => w.to_string(),
+    }
+}
+
+/// Puts `step N verb: ` in front of a stop's message.
+fn prefix(stop: Stop, number: usize, verb: &str) -> Stop {
+    let at = if number == 0 {
+        "implicit connect".to_string()
+    } else {
+        format!("step {number} {verb}")
+    };
+    match stop {
+        Stop::Fail(m) => Stop::Fail(format!("{at}: {m}")),
+        Stop::Error(k, m) => Stop::Error(k, format!("{at}: {m}")),
+    }
+}
