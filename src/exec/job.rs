@@ -132,15 +132,17 @@ pub fn expand(
     let several = plans.len() > 1;
     let mut suites = Vec::new();
     let mut jobs = Vec::new();
+    let mut all_names = HashSet::new();
     for (pi, plan) in plans.iter().enumerate() {
         for (ti, test) in plan.tests.iter().enumerate() {
             let suite = suites.len();
+            let suite_name = if several {
+                format!("{} / {}", plan.name, test.name)
+            } else {
+                test.name.clone()
+            };
             suites.push(Suite {
-                name: if several {
-                    format!("{} / {}", plan.name, test.name)
-                } else {
-                    test.name.clone()
-                },
+                name: suite_name.clone(),
                 plan: pi,
                 test: ti,
             });
@@ -166,9 +168,17 @@ pub fn expand(
                         Some(d) => format!("{shown} ({d})"),
                         None => shown,
                     };
-                    let name = format!("{} @ {shown}", test.name);
+                    let mut name = format!("{suite_name} @ {shown}");
                     if !seen.insert(name.clone()) || !keep(&name) {
                         continue;
+                    }
+                    // Two plans of one run may share their names: case names stay
+                    // unique in the report all the same.
+                    let base = name.clone();
+                    let mut n = 1;
+                    while !all_names.insert(name.clone()) {
+                        n += 1;
+                        name = format!("{base} [{n}]");
                     }
                     jobs.push(Job {
                         index: jobs.len(),

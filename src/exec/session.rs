@@ -659,7 +659,7 @@ impl Session<'_> {
         let started = Instant::now();
         let body = self.message_bytes(message)?;
         let payload = command::data_payload(&body);
-        self.note_message(&body);
+        self.note_message(&payload);
         let limit = step.timeout.unwrap_or(self.job.settings.data);
         self.send_bytes(&payload, limit, "sending the message")
             .await?;
@@ -670,8 +670,11 @@ impl Session<'_> {
         self.judge(step, &reply, started.elapsed())
     }
 
-    fn note_message(&mut self, body: &[u8]) {
-        let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+    /// Notes message data as it goes on the wire (dot-stuffed, ending in `.`),
+    /// its first 40 lines and a count of the rest.
+    fn note_message(&mut self, payload: &[u8]) {
+        let text = payload.strip_suffix(b"\r\n").unwrap_or(payload);
+        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
         let shown = lines.len().min(40);
         for l in &lines[..shown] {
             let l = l.strip_suffix(b"\r").unwrap_or(l);
@@ -683,11 +686,11 @@ impl Session<'_> {
                 &format!(
                     "... {} more lines of message data ({} bytes in all)",
                     lines.len() - shown,
-                    body.len()
+                    payload.len()
                 ),
             );
+            self.note(Direction::Client, ".");
         }
-        self.note(Direction::Client, ".");
     }
 
     /// The message as bytes, default headers added, padded to `size`.

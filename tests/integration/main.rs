@@ -7,3 +7,4 @@ mod plans;
 mod responder;
 mod run;
 mod support;
+mod verbs;

@@ -289,3 +289,24 @@ fn every_fault_is_reported_and_the_rest_of_the_run_goes_on() {
     assert!(text.contains("\\x1b[31m"), "ESC is shown escaped");
     assert_junit_valid(&report);
 }
+
+#[test]
+fn case_names_stay_unique_across_plans() {
+    let dir = temp_dir("two-plans");
+    let report = dir.join("r.xml");
+    let out = run(smtp_plan(&root())
+        .args([
+            "run",
+            "plans/demo.yaml",
+            "plans/demo.yaml",
+            "--filter",
+            "anonymous",
+            "--junit",
+        ])
+        .arg(&report));
+    assert_eq!(out.status.code(), Some(0));
+    let xml = String::from_utf8(std::fs::read(&report).unwrap()).unwrap();
+    assert!(xml.contains(r#"testcase name="Exchange runbook demo / anonymous delivery @ responder:exchange-2013""#), "{xml}");
+    assert!(xml.contains(r#"testcase name="Exchange runbook demo / anonymous delivery @ responder:exchange-2013 [2]""#), "{xml}");
+    assert_junit_valid(&report);
+}
