@@ -347,7 +347,7 @@ impl Session<'_> {
             self.note(Direction::Server, &format!("{code}{sep}{}", escape(line)));
         }
         for v in &r.violations {
-            self.note(Direction::Note, &format!("protocol violation: {v:?}"));
+            self.note(Direction::Note, &format!("protocol violation: {v}"));
         }
     }
 

@@ -100,6 +100,32 @@ pub enum Violation {
     },
 }
 
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::BareLf { line } => write!(
+                f,
+                "line {} of the reply ends in a bare LF, not CRLF (RFC 5321 2.3.8)",
+                line + 1
+            ),
+            Violation::MissingSeparator { line } => {
+                write!(
+                    f,
+                    "line {} of the reply has no space or hyphen after its code (RFC 5321 4.2)",
+                    line + 1
+                )
+            }
+            Violation::UnusualBytes { line } => {
+                write!(
+                    f,
+                    "line {} of the reply holds control or non-ASCII bytes (shown escaped)",
+                    line + 1
+                )
+            }
+        }
+    }
+}
+
 /// Why bytes could not be parsed as a reply: the step fails with a protocol error that shows `raw`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {

@@ -218,6 +218,12 @@ fn faults() -> Vec<Fault> {
             want: "ERROR reset during data @ 127.0.0.1:PORT (0.000s)\n      protocol: step 4 data:",
         },
         Fault {
+            name: "sloppy but readable replies",
+            script: vec![send("220 fault.test ESMTP\n"), Act::Read, send("250-fault.test\r\n250SIZE 1000\r\n"), Act::Read, send("250 caf\u{e9}\r\n")],
+            steps: "      - ehlo: x\n      - mail_from: a@b.test\n        expect: 251\n",
+            want: "FAIL  sloppy but readable replies @ 127.0.0.1:PORT (0.000s)\n      step 2 mail_from: expected 251, got 250 caf\\xc3\\xa9",
+        },
+        Fault {
             name: "two replies to one command",
             script: after_ehlo(vec![Act::Read, send("250 ok\r\n250 surprise\r\n"), Act::Read, send("250 ok\r\n")]),
             steps: "      - ehlo: x\n      - mail_from: a@b.test\n      - rcpt_to: c@d.test\n        expect: 550\n",
@@ -271,10 +277,10 @@ fn every_fault_is_reported_and_the_rest_of_the_run_goes_on() {
             f.want
         );
     }
+    let failures = 4;
     let summary = format!(
-        "1 passed, {} failed, {} errored, 0 skipped",
-        3,
-        faults.len() - 3
+        "1 passed, {failures} failed, {} errored, 0 skipped",
+        faults.len() - failures
     );
     assert!(stdout.contains(&summary), "{stdout}");
     // Generous bound: every case gives up within its own timeouts (1s reply, 10s session).
@@ -287,6 +293,13 @@ fn every_fault_is_reported_and_the_rest_of_the_run_goes_on() {
         "`]]>` from the server is split in CDATA"
     );
     assert!(text.contains("\\x1b[31m"), "ESC is shown escaped");
+    for note in [
+        "-- protocol violation: line 1 of the reply ends in a bare LF, not CRLF",
+        "-- protocol violation: line 2 of the reply has no space or hyphen after its code",
+        "-- protocol violation: line 1 of the reply holds control or non-ASCII bytes",
+    ] {
+        assert!(text.contains(note), "{note}");
+    }
     assert_junit_valid(&report);
 }
 
