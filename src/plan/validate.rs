@@ -10,6 +10,7 @@ use super::model::*;
 use super::pattern::{CodePattern, EnhancedPattern, Expect, Pattern};
 use super::raw::*;
 use super::vars::{expand, Piece, Scope, Template};
+use crate::responder::BUILT_IN_PERSONAS;
 use indexmap::IndexMap;
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
@@ -17,8 +18,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path as FsPath, PathBuf};
 use std::time::Duration;
 
-/// Built-in responder personas (spec section 9).
-pub const BUILT_IN_PERSONAS: &[&str] = &["exchange-2013"];
 
 /// What validation needs from outside the plan file.
 pub struct Options<'a> {
