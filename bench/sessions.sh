@@ -17,6 +17,7 @@ limit=${RUN_TIMEOUT:-120} # seconds one timed command may take before it counts 
 
 work=$(mktemp -d)
 pids=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   local p
   for p in ${pids[@]+"${pids[@]}"}; do
@@ -51,9 +52,9 @@ probe() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # start_server LOG CMD... : starts CMD (every @PORT@ in it replaced by a free port
 # below the ephemeral range) in the background; sets server_port and server_pid.
 start_server() {
-  local log=$1 try port pid i
+  local log=$1 port pid i
   shift
-  for try in 1 2 3 4 5 6 7 8 9 10; do
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
     port=$((20000 + RANDOM % 12000))
     probe "$port" && continue
     "${@//@PORT@/$port}" >"$log" 2>&1 &
@@ -168,6 +169,12 @@ source_run "$resp_port" 10
 ((have_sink)) && plan_run "$sink_port" 10
 
 echo "$sessions sessions per run, median of $runs runs, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)" >&2
+# The fixed cost inside every smtp-plan run: loading and validating the plan.
+for ((r = 1; r <= runs; r++)); do
+  timed "$bin" validate --var "port=$resp_port" "$plan"
+  ((status == 0)) || fail "smtp-plan validate $plan"
+  samples[validate,0]+="$elapsed "
+done
 for c in "${levels[@]}"; do
   for ((r = 1; r <= runs; r++)); do
     printf '\rconcurrency %-3s run %d/%d' "$c" "$r" "$runs" >&2
@@ -203,6 +210,7 @@ for c in "${levels[@]}"; do
   fi
   echo "$line"
 done
+echo "smtp-plan validate of the same plan (part of every smtp-plan run): $(median <<<"${samples[validate,0]}") s"
 echo
 echo "wall seconds of each run:"
 for key in plan-resp source-resp plan-sink source-sink; do

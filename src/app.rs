@@ -28,14 +28,23 @@ pub fn run(cli: Cli) -> i32 {
             concurrency,
             filter,
             transcripts,
+            resolver,
+            connect_to,
         } => {
             let config = RunConfig {
                 concurrency: concurrency.map(|c| c as usize),
                 filter,
+                resolver,
+                connect_to,
             };
             run_plans(&plans, &vars, junit.as_deref(), &config, transcripts)
         }
         Command::Serve { persona, listen } => serve(&persona, listen),
+        Command::Mx {
+            domains,
+            resolver,
+            json,
+        } => mx(&domains, resolver, json),
         Command::Schema => {
             print!("{}", plan::load::schema_text());
             EXIT_OK
@@ -215,6 +224,28 @@ fn serve(persona: &str, listen: std::net::SocketAddr) -> i32 {
         Err(e) => {
             eprintln!("error: responder on {listen}: {e}");
             EXIT_FAILED
+        }
+    }
+}
+
+fn mx(domains: &[String], resolver: Option<std::net::SocketAddr>, json: bool) -> i32 {
+    let report = runtime().block_on(crate::mx::lookup(domains, resolver));
+    match report {
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_INVALID
+        }
+        Ok(r) => {
+            if json {
+                println!("{}", r.to_json());
+            } else {
+                print!("{}", r.to_text());
+            }
+            if r.all_routable() {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }
         }
     }
 }

@@ -15,7 +15,9 @@
 pub mod app;
 pub mod cli;
 pub mod date;
+pub mod dns;
 pub mod exec;
+pub mod mx;
 pub mod plan;
 pub mod report;
 pub mod responder;

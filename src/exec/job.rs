@@ -1,13 +1,15 @@
 //! Expansion: plans x targets -> jobs. Each job is one (test, resolved target)
-//! pair with its effective settings and its unique report name. `domain:` targets
-//! and domain lines of `file:` lists need MX resolution, which is not in this
-//! version: their jobs carry a DNS error instead of an address.
+//! pair with its effective settings and its unique report name. Domains are
+//! resolved to their mail route before expansion (`routes`); a domain whose DNS
+//! answer already decides the case (null MX, no route, a failed lookup) gets a
+//! job whose outcome is preset.
 
+use crate::dns::{stable_order, Dns, DnsFailure, MailRoute};
 use crate::plan::model::{
-    HostPort, IpFamily, ListEntry, Plan, SessionSettings, TargetKind, TlsMode,
+    ExpectMx, HostPort, IpFamily, ListEntry, MxMode, Plan, SessionSettings, TargetKind, TlsMode,
 };
-use crate::result::ErrorKind;
-use std::collections::HashSet;
+use crate::result::{ErrorKind, Outcome};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +60,41 @@ impl Effective {
     }
 }
 
+/// `--connect-to NAME=ADDR[:PORT]`: connections for host or domain NAME go to ADDR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTo {
+    /// The host or domain name, lower case.
+    pub name: String,
+    /// Where to connect instead.
+    pub ip: IpAddr,
+    /// The port instead, when given.
+    pub port: Option<u16>,
+}
+
+/// What every job of a run shares.
+pub struct Context {
+    /// The run's resolver, or why it could not be made.
+    pub dns: Result<Dns, String>,
+    /// `--connect-to` rules.
+    pub connect_to: Vec<ConnectTo>,
+    /// Unique per run.
+    pub run_id: Arc<str>,
+}
+
+impl Context {
+    /// The `--connect-to` rule for `name`, if any.
+    pub fn redirect(&self, name: &str) -> Option<&ConnectTo> {
+        self.connect_to
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name.trim_end_matches('.')))
+    }
+}
+
+/// The mail routes of the domains of a run, looked up before expansion.
+pub type Routes = HashMap<String, Result<MailRoute, DnsFailure>>;
+
 /// One (test, target) session to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Job {
     /// Position in the run, for stable ordering and unique message ids.
     pub index: usize,
@@ -69,13 +104,14 @@ pub struct Job {
     pub suite: usize,
     /// Index of the test in the plan.
     pub test: usize,
-    /// Host name or IP literal.
-    pub host: String,
+    /// Hosts to try, in order, until one accepts a connection (MX hosts, or the
+    /// host or domain itself).
+    pub hosts: Vec<String>,
     /// Port.
     pub port: u16,
     /// The domain for MX targets.
     pub domain: Option<String>,
-    /// An address to use instead of resolving `host` (responders).
+    /// An address to use instead of resolving (responders).
     pub fixed_addr: Option<SocketAddr>,
     /// `TEST @ TARGET`.
     pub name: String,
@@ -83,20 +119,33 @@ pub struct Job {
     pub classname: String,
     /// Settings.
     pub settings: Effective,
-    /// Unique per run.
-    pub run_id: Arc<str>,
-    /// Set when the target cannot be run (the case errors with this).
-    pub unavailable: Option<(ErrorKind, String)>,
+    /// Shared by the run.
+    pub context: Arc<Context>,
+    /// When set, the case ends this way without connecting.
+    pub preset: Option<Outcome>,
 }
 
 /// Where a job connects, before settings are applied.
 struct Place {
-    host: String,
+    hosts: Vec<String>,
     port: Option<u16>,
     domain: Option<String>,
     fixed: Option<SocketAddr>,
     label: Option<String>,
-    unavailable: Option<(ErrorKind, String)>,
+    preset: Option<Outcome>,
+}
+
+impl Place {
+    fn host(hp: &HostPort) -> Place {
+        Place {
+            hosts: vec![hp.host.clone()],
+            port: hp.port,
+            domain: None,
+            fixed: None,
+            label: None,
+            preset: None,
+        }
+    }
 }
 
 /// A suite of the run: which plan and test it reports.
@@ -111,7 +160,7 @@ pub struct Suite {
 }
 
 /// The expansion of a run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Expansion {
     /// One per plan test.
     pub suites: Vec<Suite>,
@@ -119,14 +168,44 @@ pub struct Expansion {
     pub jobs: Vec<Job>,
 }
 
+/// The domains whose mail route the plans need (all but `--connect-to` ones).
+pub fn domains(plans: &[Arc<Plan>], context: &Context) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for plan in plans {
+        for test in &plan.tests {
+            for &t in &test.targets {
+                let list: Vec<&str> = match &plan.targets[t].kind {
+                    TargetKind::Domain { domain, .. } => vec![domain.as_str()],
+                    TargetKind::List { entries, .. } => entries
+                        .iter()
+                        .filter_map(|e| match e {
+                            ListEntry::Domain(d) => Some(d.as_str()),
+                            ListEntry::Host(_) => None,
+                        })
+                        .collect(),
+                    _ => vec![],
+                };
+                for d in list {
+                    if context.redirect(d).is_none() && seen.insert(d.to_ascii_lowercase()) {
+                        out.push(d.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Expands plans into jobs. `responders` gives the address of the running
 /// responder of each persona; `keep` decides by case name whether a job runs
 /// (`--filter`).
 pub fn expand(
     plans: &[Arc<Plan>],
+    routes: &Routes,
     responders: &dyn Fn(&str) -> Option<SocketAddr>,
     keep: &dyn Fn(&str) -> bool,
-    run_id: &Arc<str>,
+    context: &Arc<Context>,
     hostname: &str,
 ) -> Expansion {
     let several = plans.len() > 1;
@@ -154,16 +233,17 @@ pub fn expand(
                     .or(&target.settings)
                     .or(&plan.settings.session);
                 let eff = Effective::from(&settings, hostname);
-                for place in places(&target.kind, responders) {
+                for place in places(&target.kind, routes, responders, context) {
                     let port = place.port.or(settings.port).unwrap_or(match eff.tls {
                         TlsMode::None => 25,
                         TlsMode::Implicit => 465,
                     });
+                    let first = place.hosts.first().cloned().unwrap_or_default();
                     let shown = target
                         .name
                         .clone()
                         .or(place.label.clone())
-                        .unwrap_or_else(|| host_port(&place.host, port));
+                        .unwrap_or_else(|| host_port(&first, port));
                     let shown = match &place.domain {
                         Some(d) => format!("{shown} ({d})"),
                         None => shown,
@@ -185,15 +265,15 @@ pub fn expand(
                         plan: plan.clone(),
                         suite,
                         test: ti,
-                        host: place.host,
+                        hosts: place.hosts,
                         port,
                         domain: place.domain,
                         fixed_addr: place.fixed,
                         name,
                         classname: format!("{}.{}", plan.name, test.name),
                         settings: eff.clone(),
-                        run_id: run_id.clone(),
-                        unavailable: place.unavailable,
+                        context: context.clone(),
+                        preset: place.preset,
                     });
                 }
             }
@@ -210,53 +290,126 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-fn places(kind: &TargetKind, responders: &dyn Fn(&str) -> Option<SocketAddr>) -> Vec<Place> {
-    let host = |hp: &HostPort| Place {
-        host: hp.host.clone(),
-        port: hp.port,
-        domain: None,
-        fixed: None,
-        label: None,
-        unavailable: None,
-    };
-    let domain = |d: &str| {
-        Place {
-        host: d.to_string(),
+/// The places of a `domain:` target (or a domain line of a `file:` list).
+fn domain_places(
+    domain: &str,
+    mx: MxMode,
+    expect: Option<ExpectMx>,
+    routes: &Routes,
+    context: &Context,
+) -> Vec<Place> {
+    let place = |hosts: Vec<String>, label: String, preset: Option<Outcome>| Place {
+        hosts,
         port: None,
-        domain: Some(d.to_string()),
+        domain: Some(domain.to_string()),
         fixed: None,
-        label: Some(d.to_string()),
-        unavailable: Some((
-            ErrorKind::Dns,
-            format!("MX resolution for domain `{d}` is not available in this version of smtp-plan; use a `host:` target"),
-        )),
-    }
+        label: Some(label),
+        preset,
     };
+    let here = |preset: Outcome| {
+        vec![place(
+            vec![domain.to_string()],
+            domain.to_string(),
+            Some(preset),
+        )]
+    };
+    if context.redirect(domain).is_some() {
+        return vec![place(vec![domain.to_string()], domain.to_string(), None)];
+    }
+    let unexpected = |what: &str| {
+        let wanted = match expect {
+            Some(ExpectMx::Null) => "a null MX",
+            _ => "no mail route",
+        };
+        Outcome::Failed {
+            message: format!("expected {wanted} (`expect_mx`), but {domain} {what}"),
+        }
+    };
+    match routes.get(&domain.to_ascii_lowercase()) {
+        None => here(Outcome::Errored {
+            kind: ErrorKind::Dns,
+            message: format!("{domain} was not resolved"),
+        }),
+        Some(Err(f)) => here(Outcome::Errored {
+            kind: ErrorKind::Dns,
+            message: f.to_string(),
+        }),
+        Some(Ok(MailRoute::Null)) => match expect {
+            Some(ExpectMx::Null) => here(Outcome::Passed),
+            Some(ExpectMx::None) => here(unexpected("has a null MX (MX 0 .)")),
+            None => here(Outcome::Failed {
+                message: format!("{domain} has a null MX (MX 0 ., RFC 7505): it accepts no mail"),
+            }),
+        },
+        Some(Ok(MailRoute::None(why))) => match expect {
+            Some(ExpectMx::None) => here(Outcome::Passed),
+            Some(ExpectMx::Null) => here(unexpected(&format!("has no mail route at all: {why}"))),
+            None => here(Outcome::Errored {
+                kind: ErrorKind::Dns,
+                message: format!("no mail route: {why}"),
+            }),
+        },
+        Some(Ok(MailRoute::Implicit)) => match expect {
+            Some(_) => here(unexpected("has an address, its implicit MX")),
+            None => vec![place(vec![domain.to_string()], domain.to_string(), None)],
+        },
+        Some(Ok(MailRoute::Mx(hosts))) => {
+            if expect.is_some() {
+                let list: Vec<String> = hosts
+                    .iter()
+                    .map(|h| format!("{} {}", h.preference, h.host))
+                    .collect();
+                return here(unexpected(&format!("has MX records: {}", list.join(", "))));
+            }
+            let named = stable_order(hosts);
+            match mx {
+                MxMode::Primary => vec![place(
+                    hosts.iter().map(|h| h.host.clone()).collect(),
+                    named[0].host.clone(),
+                    None,
+                )],
+                MxMode::All => named
+                    .iter()
+                    .map(|h| place(vec![h.host.clone()], h.host.clone(), None))
+                    .collect(),
+            }
+        }
+    }
+}
+
+fn places(
+    kind: &TargetKind,
+    routes: &Routes,
+    responders: &dyn Fn(&str) -> Option<SocketAddr>,
+    context: &Context,
+) -> Vec<Place> {
     match kind {
-        TargetKind::Host(hp) => vec![host(hp)],
-        TargetKind::Domain { domain: d, .. } => vec![domain(d)],
+        TargetKind::Host(hp) => vec![Place::host(hp)],
+        TargetKind::Domain {
+            domain,
+            mx,
+            expect_mx,
+        } => domain_places(domain, *mx, *expect_mx, routes, context),
         TargetKind::List { entries, .. } => entries
             .iter()
-            .map(|e| match e {
-                ListEntry::Host(hp) => host(hp),
-                ListEntry::Domain(d) => domain(d),
+            .flat_map(|e| match e {
+                ListEntry::Host(hp) => vec![Place::host(hp)],
+                ListEntry::Domain(d) => domain_places(d, MxMode::Primary, None, routes, context),
             })
             .collect(),
         TargetKind::Responder(persona) => {
             let addr = responders(persona);
             vec![Place {
-                host: addr.map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string()),
+                hosts: vec![addr.map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string())],
                 port: addr.map(|a| a.port()),
                 domain: None,
                 fixed: addr,
                 // The port is ephemeral: the report names the persona so that
                 // case names stay the same from run to run.
                 label: Some(format!("responder:{}", persona_label(persona))),
-                unavailable: addr.is_none().then(|| {
-                    (
-                        ErrorKind::Connect,
-                        format!("responder `{persona}` did not start"),
-                    )
+                preset: addr.is_none().then(|| Outcome::Errored {
+                    kind: ErrorKind::Connect,
+                    message: format!("responder `{persona}` did not start"),
                 }),
             }]
         }

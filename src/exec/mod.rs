@@ -5,10 +5,11 @@
 pub mod job;
 pub mod session;
 
+use crate::dns::Dns;
 use crate::plan::model::{Plan, TargetKind};
 use crate::responder::{Persona, Responder};
 use crate::result::{CaseResult, ErrorKind, Outcome, RunResult, SuiteResult, Transcript};
-use job::{expand, Job};
+use job::{expand, ConnectTo, Context, Job, Routes};
 use regex::Regex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +29,14 @@ pub struct RunConfig {
     pub concurrency: Option<usize>,
     /// `--filter`: only cases whose name (`TEST @ TARGET`) matches.
     pub filter: Option<Regex>,
+    /// `--resolver`: the name server to ask instead of the plans' or the system's.
+    pub resolver: Option<SocketAddr>,
+    /// `--connect-to` rules.
+    pub connect_to: Vec<ConnectTo>,
 }
+
+/// Domains looked up at once while expanding.
+const PARALLEL_LOOKUPS: usize = 256;
 
 /// Runs the plans; `on_case` sees every case as it finishes.
 pub async fn run(
@@ -39,14 +47,27 @@ pub async fn run(
     let started = Instant::now();
     let plans: Vec<Arc<Plan>> = plans.into_iter().map(Arc::new).collect();
     let responders = start_responders(&plans).await;
-    let run_id: Arc<str> = Arc::from(run_id().as_str());
+    // One resolver, with its cache, for the whole run; the first plan that sets
+    // `resolver` decides its settings.
+    let resolver_settings = plans
+        .iter()
+        .map(|p| &p.settings.resolver)
+        .find(|r| !r.nameservers.is_empty() || r.timeout.is_some() || r.attempts.is_some())
+        .cloned()
+        .unwrap_or_default();
+    let context = Arc::new(Context {
+        dns: Dns::new(&resolver_settings, config.resolver),
+        connect_to: config.connect_to.clone(),
+        run_id: Arc::from(run_id().as_str()),
+    });
+    let routes = resolve_domains(&job::domains(&plans, &context), &context).await;
     let addr_of = |p: &str| {
         responders
             .get(p)
             .and_then(|r| r.as_ref().map(Responder::local_addr))
     };
     let keep = |name: &str| config.filter.as_ref().is_none_or(|f| f.is_match(name));
-    let expansion = expand(&plans, &addr_of, &keep, &run_id, &hostname());
+    let expansion = expand(&plans, &routes, &addr_of, &keep, &context, &hostname());
 
     let concurrency = config
         .concurrency
@@ -76,9 +97,10 @@ pub async fn run(
         let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         for job in jobs {
-            let key = job
-                .fixed_addr
-                .map_or_else(|| job.host.to_ascii_lowercase(), |a| a.to_string());
+            let key = job.fixed_addr.map_or_else(
+                || job.hosts.join(",").to_ascii_lowercase(),
+                |a| a.to_string(),
+            );
             let host = hosts
                 .entry(key)
                 .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
@@ -139,15 +161,12 @@ pub async fn run(
 /// One job under the limits, with retries for transient trouble: a 4xx reply or a
 /// network error (spec section 4, `retries`).
 async fn run_job(job: &Job, host: &Semaphore) -> CaseResult {
-    if let Some((kind, message)) = &job.unavailable {
+    if let Some(outcome) = &job.preset {
         return CaseResult {
             name: job.name.clone(),
             classname: job.classname.clone(),
             duration: Duration::ZERO,
-            outcome: Outcome::Errored {
-                kind: *kind,
-                message: message.clone(),
-            },
+            outcome: outcome.clone(),
             transcript: Transcript::default(),
         };
     }
@@ -167,6 +186,39 @@ async fn run_job(job: &Job, host: &Semaphore) -> CaseResult {
         tokio::time::sleep(delay).await;
         delay = delay.saturating_mul(2);
     }
+}
+
+/// Looks up the mail route of every domain, `PARALLEL_LOOKUPS` at a time.
+pub async fn resolve_domains(domains: &[String], context: &Arc<Context>) -> Routes {
+    let mut routes = Routes::new();
+    if let Err(e) = &context.dns {
+        for d in domains {
+            routes.insert(
+                d.to_ascii_lowercase(),
+                Err(crate::dns::DnsFailure(e.clone())),
+            );
+        }
+        return routes;
+    }
+    let limit = Arc::new(Semaphore::new(PARALLEL_LOOKUPS));
+    let mut lookups = tokio::task::JoinSet::new();
+    for d in domains {
+        let (d, context, limit) = (d.clone(), context.clone(), limit.clone());
+        lookups.spawn(async move {
+            let _permit = limit.acquire().await;
+            let route = match &context.dns {
+                Ok(dns) => dns.mail_route(&d).await,
+                Err(e) => Err(crate::dns::DnsFailure(e.clone())),
+            };
+            (d.to_ascii_lowercase(), route)
+        });
+    }
+    while let Some(done) = lookups.join_next().await {
+        if let Ok((d, route)) = done {
+            routes.insert(d, route);
+        }
+    }
+    routes
 }
 
 async fn start_responders(plans: &[Arc<Plan>]) -> HashMap<String, Option<Responder>> {

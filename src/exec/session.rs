@@ -3,7 +3,8 @@
 //! whatever happens into an [`Outcome`]. Every network wait has a named timeout.
 
 use super::job::Job;
-use crate::plan::model::{Action, Content, IpFamily, Message, Notify, NotifyOn, Step};
+use crate::dns::AddressError;
+use crate::plan::model::{Action, Content, Message, Notify, NotifyOn, Step};
 use crate::plan::pattern::{ConnectOutcome, Expect, Pattern};
 use crate::plan::vars::{Piece, RunVar, Template};
 use crate::result::{CaseResult, Direction, ErrorKind, Outcome, Transcript};
@@ -36,6 +37,8 @@ struct Session<'j> {
     transcript: Transcript,
     conn: Option<Connection>,
     address: Option<SocketAddr>,
+    /// The host connected to (an MX host, for domains).
+    host: String,
     captures: HashMap<String, String>,
     /// EHLO keywords of the last EHLO reply, upper case.
     capabilities: Vec<String>,
@@ -56,6 +59,7 @@ pub async fn run(job: &Job) -> (CaseResult, bool) {
         transcript: Transcript::default(),
         conn: None,
         address: None,
+        host: job.hosts.first().cloned().unwrap_or_default(),
         captures: HashMap::new(),
         capabilities: Vec::new(),
         sender: None,
@@ -264,14 +268,14 @@ impl Session<'_> {
             match p {
                 Piece::Lit(s) | Piece::Env { value: s, .. } => out.push_str(s),
                 Piece::Run(v) => out.push_str(&match v {
-                    RunVar::TargetHost => self.job.host.clone(),
+                    RunVar::TargetHost => self.host.clone(),
                     RunVar::TargetDomain => self.job.domain.clone().unwrap_or_default(),
                     RunVar::TargetPort => self.job.port.to_string(),
                     RunVar::TargetAddress => {
                         self.address.map(|a| a.ip().to_string()).unwrap_or_default()
                     }
                     RunVar::TestName => self.job.plan.tests[self.job.test].name.clone(),
-                    RunVar::RunId => self.job.run_id.to_string(),
+                    RunVar::RunId => self.job.context.run_id.to_string(),
                     RunVar::SettingsHelo => self.job.settings.helo.clone(),
                     RunVar::Capture(c) => self.captures.get(c).cloned().unwrap_or_default(),
                 }),
@@ -545,101 +549,103 @@ impl Session<'_> {
         self.judge(&step, &reply, started.elapsed())
     }
 
-    /// Resolves and connects, trying each address within the connect timeout.
-    /// On failure: the error kind, the connect outcome it amounts to, and a message.
+    /// The addresses to try for `host`: a `--connect-to` rule, the responder's
+    /// address, or the resolver's answer. (A function of the job, not of the
+    /// session: the session is not `Sync`, so it is not borrowed across the lookup.)
+    async fn addresses_of(job: &Job, host: &str) -> Result<Vec<SocketAddr>, (bool, String)> {
+        if let Some(rule) = job.context.redirect(host) {
+            return Ok(vec![SocketAddr::new(
+                rule.ip,
+                rule.port.unwrap_or(job.port),
+            )]);
+        }
+        if let Some(a) = job.fixed_addr {
+            return Ok(vec![a]);
+        }
+        let dns = job.context.dns.as_ref().map_err(|e| (true, e.clone()))?;
+        match dns.addresses(host, job.settings.ip).await {
+            Ok(ips) => Ok(ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, job.port))
+                .collect()),
+            Err(AddressError::None(m)) => Err((false, m)),
+            Err(AddressError::Failed(f)) => Err((true, f.to_string())),
+        }
+    }
+
+    /// Connects to the first of the job's hosts (MX hosts in order) that accepts,
+    /// trying each of a host's addresses within the connect timeout. On failure:
+    /// the error kind, the connect outcome it amounts to, and a message that
+    /// lists every host and address tried.
     async fn open(&mut self) -> Result<TcpStream, (ErrorKind, Option<ConnectOutcome>, String)> {
         let job = self.job;
-        let addrs: Vec<SocketAddr> = match job.fixed_addr {
-            Some(a) => vec![a],
-            None => match job.host.parse::<IpAddr>() {
-                Ok(ip) => vec![SocketAddr::new(ip, job.port)],
-                Err(_) => {
-                    let lookup = tokio::time::timeout(
-                        job.settings.connect,
-                        tokio::net::lookup_host((job.host.as_str(), job.port)),
-                    )
-                    .await;
-                    match lookup {
-                        Ok(Ok(a)) => a.collect(),
-                        Ok(Err(e)) => {
-                            return Err((
-                                ErrorKind::Dns,
-                                None,
-                                format!("cannot resolve {}: {e}", job.host),
-                            ))
-                        }
-                        Err(_) => {
-                            return Err((
-                                ErrorKind::Dns,
-                                None,
-                                format!(
-                                    "resolving {} timed out after {}",
-                                    job.host,
-                                    human(job.settings.connect)
-                                ),
-                            ))
-                        }
-                    }
-                }
-            },
-        };
-        let addrs: Vec<SocketAddr> = addrs
-            .into_iter()
-            .filter(|a| match job.settings.ip {
-                IpFamily::Any => true,
-                IpFamily::V4 => a.is_ipv4(),
-                IpFamily::V6 => a.is_ipv6(),
-            })
-            .collect();
-        if addrs.is_empty() {
-            return Err((
-                ErrorKind::Dns,
-                None,
-                format!("{} has no address of the family `ip` allows", job.host),
-            ));
-        }
         let mut tried = Vec::new();
-        let mut last = None;
-        for addr in addrs {
-            self.note(Direction::Note, &format!("connecting to {addr}"));
-            let attempt = tokio::time::timeout(
-                job.settings.connect,
-                connect_from(addr, job.settings.source_address),
-            )
-            .await;
-            match attempt {
-                Ok(Ok(s)) => {
-                    self.address = Some(addr);
-                    self.note(Direction::Note, &format!("connected to {addr}"));
-                    return Ok(s);
+        let mut last: Option<Option<ConnectOutcome>> = None;
+        let mut dns_failed = false;
+        for host in &job.hosts {
+            let addrs = match Self::addresses_of(job, host).await {
+                Ok(a) => a,
+                Err((failed, message)) => {
+                    self.note(Direction::Note, &message);
+                    dns_failed |= failed;
+                    tried.push(message);
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    let outcome = (e.kind() == std::io::ErrorKind::ConnectionRefused)
-                        .then_some(ConnectOutcome::Refused);
-                    tried.push(format!("{addr}: {e}"));
-                    last = Some(outcome);
-                }
-                Err(_) => {
-                    tried.push(format!(
-                        "{addr}: no answer within {} (phase connect)",
-                        human(job.settings.connect)
-                    ));
-                    last = Some(Some(ConnectOutcome::Timeout));
+            };
+            for addr in addrs {
+                let label = if host.parse::<std::net::IpAddr>().is_ok() {
+                    addr.to_string()
+                } else {
+                    format!("{host} {addr}")
+                };
+                self.note(Direction::Note, &format!("connecting to {label}"));
+                let attempt = tokio::time::timeout(
+                    job.settings.connect,
+                    connect_from(addr, job.settings.source_address),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok(s)) => {
+                        self.address = Some(addr);
+                        self.host.clone_from(host);
+                        self.note(Direction::Note, &format!("connected to {addr}"));
+                        return Ok(s);
+                    }
+                    Ok(Err(e)) => {
+                        let outcome = (e.kind() == std::io::ErrorKind::ConnectionRefused)
+                            .then_some(ConnectOutcome::Refused);
+                        tried.push(format!("{label}: {e}"));
+                        last = Some(outcome);
+                    }
+                    Err(_) => {
+                        tried.push(format!(
+                            "{label}: no answer within {} (phase connect)",
+                            human(job.settings.connect)
+                        ));
+                        last = Some(Some(ConnectOutcome::Timeout));
+                    }
                 }
             }
         }
-        let message = format!(
-            "cannot connect to {}:{}: {}",
-            job.host,
-            job.port,
-            tried.join("; ")
-        );
+        let message = match (&job.domain, job.hosts.len(), tried.as_slice()) {
+            (_, 1, [only]) => format!("cannot connect to {only}"),
+            (Some(d), n, _) if n > 1 => format!(
+                "no MX host of {d} accepted a connection: {}",
+                tried.join("; ")
+            ),
+            _ => format!(
+                "cannot connect to {}: {}",
+                job.hosts.join(", "),
+                tried.join("; ")
+            ),
+        };
         self.note(Direction::Note, &message);
         let outcome = last.flatten();
-        let kind = if outcome == Some(ConnectOutcome::Timeout) {
-            ErrorKind::Timeout
-        } else {
-            ErrorKind::Connect
+        let kind = match (last, outcome) {
+            (None, _) => ErrorKind::Dns,
+            (_, Some(ConnectOutcome::Timeout)) => ErrorKind::Timeout,
+            _ if dns_failed && outcome.is_none() => ErrorKind::Dns,
+            _ => ErrorKind::Connect,
         };
         Err((kind, outcome, message))
     }
@@ -735,7 +741,10 @@ impl Session<'_> {
                         "Message-ID".into(),
                         format!(
                             "<{}.{}.{}@{}>",
-                            self.job.run_id, self.job.index, self.messages, self.job.settings.helo
+                            self.job.context.run_id,
+                            self.job.index,
+                            self.messages,
+                            self.job.settings.helo
                         ),
                     ));
                 }

@@ -18,7 +18,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path as FsPath, PathBuf};
 use std::time::Duration;
 
-
 /// What validation needs from outside the plan file.
 pub struct Options<'a> {
     /// `--var NAME=VALUE` overrides, later wins.

@@ -198,7 +198,7 @@ tests:
         "PASS  closing port @ 127.0.0.1:PORT",
         "PASS  silent port @ 127.0.0.1:PORT",
         "FAIL  expected refused but it greets @ responder:slow (0.000s)\n      step 1 connect: expected refused, got 220 slow.test",
-        "ERROR refused without expecting it @ 127.0.0.1:PORT (0.000s)\n      connect: implicit connect: cannot connect to 127.0.0.1:PORT: 127.0.0.1:PORT: Connection refused",
+        "ERROR refused without expecting it @ 127.0.0.1:PORT (0.000s)\n      connect: implicit connect: cannot connect to 127.0.0.1:PORT: Connection refused",
         "3 passed, 5 failed, 1 errored, 0 skipped",
     ] {
         assert!(stdout.contains(want), "want\n{want}\nin\n{stdout}");
