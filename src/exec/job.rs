@@ -131,6 +131,9 @@ struct Place {
     port: Option<u16>,
     domain: Option<String>,
     fixed: Option<SocketAddr>,
+    /// The host reports name with the port (default: the first of `hosts`).
+    shown_host: Option<String>,
+    /// A name reports use as it is (responders).
     label: Option<String>,
     preset: Option<Outcome>,
 }
@@ -142,6 +145,7 @@ impl Place {
             port: hp.port,
             domain: None,
             fixed: None,
+            shown_host: None,
             label: None,
             preset: None,
         }
@@ -238,7 +242,11 @@ pub fn expand(
                         TlsMode::None => 25,
                         TlsMode::Implicit => 465,
                     });
-                    let first = place.hosts.first().cloned().unwrap_or_default();
+                    let first = place
+                        .shown_host
+                        .clone()
+                        .or_else(|| place.hosts.first().cloned())
+                        .unwrap_or_default();
                     let shown = target
                         .name
                         .clone()
@@ -298,12 +306,13 @@ fn domain_places(
     routes: &Routes,
     context: &Context,
 ) -> Vec<Place> {
-    let place = |hosts: Vec<String>, label: String, preset: Option<Outcome>| Place {
+    let place = |hosts: Vec<String>, shown: String, preset: Option<Outcome>| Place {
         hosts,
         port: None,
         domain: Some(domain.to_string()),
         fixed: None,
-        label: Some(label),
+        shown_host: Some(shown),
+        label: None,
         preset,
     };
     let here = |preset: Outcome| {
@@ -404,6 +413,7 @@ fn places(
                 port: addr.map(|a| a.port()),
                 domain: None,
                 fixed: addr,
+                shown_host: None,
                 // The port is ephemeral: the report names the persona so that
                 // case names stay the same from run to run.
                 label: Some(format!("responder:{}", persona_label(persona))),

@@ -39,9 +39,14 @@ pub struct FaultServer {
 }
 
 impl FaultServer {
-    /// Starts a server that runs `script` on every connection.
+    /// Starts a server on 127.0.0.1 that runs `script` on every connection.
     pub fn start(script: Vec<Act>) -> FaultServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        Self::start_on("127.0.0.1:0".parse().unwrap(), script).expect("bind loopback")
+    }
+
+    /// Starts a server on `addr` (any loopback address and port).
+    pub fn start_on(addr: SocketAddr, script: Vec<Act>) -> std::io::Result<FaultServer> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -56,7 +61,7 @@ impl FaultServer {
                 thread::spawn(move || play(conn, &script, &flag));
             }
         });
-        FaultServer { addr, stop }
+        Ok(FaultServer { addr, stop })
     }
 }
 

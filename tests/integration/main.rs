@@ -1,8 +1,11 @@
 //! The integration suite: one binary that drives the built `smtp-plan` and the
 //! library's public API. Everything stays on this machine: no network is used.
 
+mod dns;
 mod fault;
 mod golden;
+mod mx;
+mod nsd;
 mod plans;
 mod responder;
 mod run;
