@@ -40,6 +40,9 @@ pub struct CaseResult {
     pub outcome: Outcome,
     /// The session, redacted.
     pub transcript: Transcript,
+    /// Facts reported whatever the transcript setting: TLS version, cipher suite
+    /// and certificate of every TLS session.
+    pub facts: Vec<String>,
 }
 
 /// How a case ended.

@@ -21,6 +21,10 @@ pub struct Effective {
     pub helo: String,
     /// TLS mode.
     pub tls: TlsMode,
+    /// Whether certificate verification failures fail the session.
+    pub tls_verify: bool,
+    /// A CA bundle to trust instead of the Mozilla roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// TCP connect.
     pub connect: Duration,
     /// One reply.
@@ -48,6 +52,8 @@ impl Effective {
                 .and_then(|t| t.static_text())
                 .unwrap_or_else(|| hostname.to_string()),
             tls: s.tls.unwrap_or(TlsMode::None),
+            tls_verify: s.tls_verify.unwrap_or(true),
+            ca_file: s.ca_file.clone(),
             connect: s.connect_timeout.unwrap_or(Duration::from_secs(10)),
             reply: s.reply_timeout.unwrap_or(Duration::from_secs(60)),
             data: s.data_timeout.unwrap_or(Duration::from_secs(180)),

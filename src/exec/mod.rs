@@ -146,6 +146,7 @@ pub async fn run(
                 message: "not run".into(),
             },
             transcript: Transcript::default(),
+            facts: Vec::new(),
         });
         suites[job.suite].cases.push(case);
     }
@@ -168,6 +169,7 @@ async fn run_job(job: &Job, host: &Semaphore) -> CaseResult {
             duration: Duration::ZERO,
             outcome: outcome.clone(),
             transcript: Transcript::default(),
+            facts: Vec::new(),
         };
     }
     let mut delay = job.settings.retry_delay;

@@ -4,13 +4,16 @@
 
 use super::job::Job;
 use crate::dns::AddressError;
-use crate::plan::model::{Action, Content, Message, Notify, NotifyOn, Step};
+use crate::plan::model::{
+    Action, AuthMechanism, CertCheck, Content, Message, Notify, NotifyOn, Step, TlsMode, TlsVersion,
+};
 use crate::plan::pattern::{ConnectOutcome, Expect, Pattern};
 use crate::plan::vars::{Piece, RunVar, Template};
 use crate::result::{CaseResult, Direction, ErrorKind, Outcome, Transcript};
 use crate::smtp::command;
-use crate::smtp::connection::{Connection, ReadError};
+use crate::smtp::connection::{Connection, ReadError, Stream};
 use crate::smtp::reply::{escape, Reply};
+use crate::smtp::{auth, tls};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +51,10 @@ struct Session<'j> {
     messages: usize,
     /// The code of the last reply judged.
     last_code: Option<u16>,
+    /// Whether the connection is TLS now.
+    secure: bool,
+    /// TLS facts of the session, reported whatever the transcript setting.
+    facts: Vec<String>,
 }
 
 /// Runs the job's test against its target and reports the case, and whether the
@@ -66,6 +73,8 @@ pub async fn run(job: &Job) -> (CaseResult, bool) {
         recipients: Vec::new(),
         messages: 0,
         last_code: None,
+        secure: false,
+        facts: Vec::new(),
     };
     let limit = job.settings.session;
     let outcome = match tokio::time::timeout(limit, s.steps()).await {
@@ -92,6 +101,7 @@ pub async fn run(job: &Job) -> (CaseResult, bool) {
         duration: s.start.elapsed(),
         outcome,
         transcript: s.transcript,
+        facts: s.facts,
     };
     (case, transient)
 }
@@ -140,7 +150,7 @@ impl Session<'_> {
         let ends_with_quit = matches!(steps.last().map(|s| &s.action), Some(Action::Quit));
         let mut number = 0;
         if implicit_connect {
-            self.connect(&Expect::code("220"), None)
+            self.connect(&Expect::code("220"), None, None)
                 .await
                 .map_err(|e| prefix(e, 0, "connect"))?;
         }
@@ -170,22 +180,17 @@ impl Session<'_> {
     async fn step(&mut self, step: &Step) -> StepResult {
         let started = Instant::now();
         let reply = match &step.action {
-            Action::Connect { .. } => return self.connect(&step.expect, step.within).await,
+            Action::Connect { cert } => {
+                return self.connect(&step.expect, step.within, cert.as_ref()).await
+            }
             Action::Pipeline(inner) => return self.pipeline(inner).await,
             Action::Data(m) => return self.data(step, m).await,
             Action::Bdat {
                 message,
                 chunk_size,
             } => return self.bdat(step, message, *chunk_size).await,
-            Action::StartTls { .. } | Action::Auth { .. } => {
-                return Err(Stop::Error(
-                    ErrorKind::Tls,
-                    format!(
-                        "`{}` is not supported by this version of smtp-plan yet",
-                        step.action.verb()
-                    ),
-                ))
-            }
+            Action::StartTls { .. } => return self.starttls(step).await,
+            Action::Auth { .. } => return self.auth(step).await,
             _ => {
                 let cmd = self.command_text(&step.action)?;
                 self.send_line(&cmd).await?;
@@ -479,7 +484,12 @@ impl Session<'_> {
     }
 
     /// Opens the connection (trying each address in turn) and reads the greeting.
-    async fn connect(&mut self, expect: &Expect, within: Option<Duration>) -> StepResult {
+    async fn connect(
+        &mut self,
+        expect: &Expect,
+        within: Option<Duration>,
+        cert: Option<&CertCheck>,
+    ) -> StepResult {
         let outcomes: Vec<ConnectOutcome> = expect
             .any
             .iter()
@@ -501,7 +511,24 @@ impl Session<'_> {
                 };
             }
         };
-        self.conn = Some(Connection::new(Box::new(stream)));
+        let stream: Box<dyn Stream> = Box::new(stream);
+        let stream = match self.job.settings.tls {
+            TlsMode::None => stream,
+            // RFC 8314: TLS from the first byte; the handshake counts against the connect timeout.
+            TlsMode::Implicit => {
+                let params = self.tls_params(None, None, None, false);
+                let limit = self.job.settings.connect;
+                let done = timed(
+                    limit,
+                    "connect",
+                    "during the TLS handshake",
+                    tls::handshake(stream, &params),
+                )
+                .await?;
+                self.tls_done(done, cert)?
+            }
+        };
+        self.conn = Some(Connection::new(stream));
         let limit = self.job.settings.reply;
         let conn = self.conn()?;
         let greeting = timed(
@@ -648,6 +675,189 @@ impl Session<'_> {
             _ => ErrorKind::Connect,
         };
         Err((kind, outcome, message))
+    }
+
+    /// Handshake parameters: SNI and the name verified are the host connected
+    /// to (kept by `--connect-to`) unless `sni` says otherwise.
+    fn tls_params(
+        &self,
+        sni: Option<String>,
+        verify: Option<bool>,
+        ca_file: Option<&std::path::Path>,
+        tls13_only: bool,
+    ) -> tls::TlsParams {
+        let s = &self.job.settings;
+        tls::TlsParams {
+            server_name: sni.unwrap_or_else(|| self.host.clone()),
+            verify: verify.unwrap_or(s.tls_verify),
+            ca_file: ca_file
+                .map(std::path::Path::to_path_buf)
+                .or_else(|| s.ca_file.clone()),
+            tls13_only,
+        }
+    }
+
+    /// Records a finished handshake and checks the certificate assertions.
+    fn tls_done(
+        &mut self,
+        done: Result<(Box<dyn Stream>, tls::TlsFacts), String>,
+        cert: Option<&CertCheck>,
+    ) -> Result<Box<dyn Stream>, Stop> {
+        let (stream, facts) = done.map_err(|e| {
+            self.note(Direction::Note, &format!("TLS handshake failed: {e}"));
+            Stop::Error(ErrorKind::Tls, format!("TLS handshake failed: {e}"))
+        })?;
+        for line in facts.lines() {
+            self.note(Direction::Note, &line);
+            self.facts.push(line);
+        }
+        self.secure = true;
+        if let Some(c) = cert {
+            let names: Vec<String> = c
+                .names
+                .iter()
+                .map(|t| self.render(t))
+                .collect::<Result<_, _>>()?;
+            facts.check(c.valid_for_days, &names).map_err(Stop::Fail)?;
+        }
+        Ok(stream)
+    }
+
+    /// STARTTLS (RFC 3207): the 220, no bytes after it, the handshake, and a
+    /// session that forgets what it learned before.
+    async fn starttls(&mut self, step: &Step) -> StepResult {
+        let Action::StartTls {
+            verify,
+            sni,
+            min_version,
+            ca_file,
+            cert,
+        } = &step.action
+        else {
+            unreachable!("called for starttls steps")
+        };
+        if self.secure {
+            return Err(Stop::Error(
+                ErrorKind::Tls,
+                "the connection is already TLS; STARTTLS cannot be repeated (RFC 3207)".into(),
+            ));
+        }
+        let started = Instant::now();
+        self.send_line("STARTTLS").await?;
+        let reply = self.reply(step.timeout, "reply", "STARTTLS").await?;
+        self.judge(step, &reply, started.elapsed())?;
+        if reply.code != 220 {
+            // The plan expected this refusal (say `454`): no handshake.
+            return Ok(());
+        }
+        let conn = self
+            .conn
+            .take()
+            .ok_or_else(|| Stop::Error(ErrorKind::Protocol, "the connection is closed".into()))?;
+        let extra = conn.buffered();
+        if extra > 0 {
+            // Bytes after the 220 were sent in plaintext and would be read as if
+            // they came over TLS: the STARTTLS response injection (CVE-2011-0411 class).
+            self.note(
+                Direction::Note,
+                &format!("{extra} bytes arrived after the 220 to STARTTLS, before the handshake"),
+            );
+            return Err(Stop::Error(
+                ErrorKind::Tls,
+                format!("the server sent {extra} bytes after its 220 to STARTTLS; refusing to start TLS (response injection)"),
+            ));
+        }
+        let sni = sni.as_ref().map(|t| self.render(t)).transpose()?;
+        let params = self.tls_params(
+            sni,
+            *verify,
+            ca_file.as_deref(),
+            *min_version == Some(TlsVersion::V1_3),
+        );
+        let limit = step.timeout.unwrap_or(self.job.settings.reply);
+        let done = timed(
+            limit,
+            "reply",
+            "during the TLS handshake",
+            tls::handshake(conn.into_stream(), &params),
+        )
+        .await?;
+        let stream = self.tls_done(done, cert.as_ref())?;
+        self.conn = Some(Connection::new(stream));
+        // RFC 3207 section 4.2: discard what was learned before TLS.
+        self.capabilities.clear();
+        self.sender = None;
+        self.recipients.clear();
+        Ok(())
+    }
+
+    /// AUTH (RFC 4954). The secret never reaches the transcript: every client
+    /// line of the exchange is shown as `***`.
+    async fn auth(&mut self, step: &Step) -> StepResult {
+        let Action::Auth {
+            mechanism,
+            username,
+            secret,
+        } = &step.action
+        else {
+            unreachable!("called for auth steps")
+        };
+        let user = self.render(username)?;
+        let pass = self.render(secret)?;
+        let started = Instant::now();
+        let (name, initial) = match mechanism {
+            AuthMechanism::Plain => ("PLAIN", Some(auth::plain(&user, &pass))),
+            AuthMechanism::Login => ("LOGIN", None),
+            AuthMechanism::CramMd5 => ("CRAM-MD5", None),
+            AuthMechanism::Xoauth2 => ("XOAUTH2", Some(auth::xoauth2(&user, &pass))),
+        };
+        let command = match &initial {
+            Some(i) => format!("AUTH {name} {i}"),
+            None => format!("AUTH {name}"),
+        };
+        let shown = if initial.is_some() {
+            format!("AUTH {name} ***")
+        } else {
+            command.clone()
+        };
+        let mut reply = self.send_secret(&command, &shown, step).await?;
+        let responses: Vec<String> = match mechanism {
+            AuthMechanism::Login => vec![auth::b64(user.as_bytes()), auth::b64(pass.as_bytes())],
+            _ => Vec::new(),
+        };
+        let mut queued = responses.into_iter();
+        while reply.code == 334 {
+            let answer = match mechanism {
+                AuthMechanism::CramMd5 => {
+                    let challenge = auth::unb64(&String::from_utf8_lossy(
+                        reply.lines.first().map_or(&[][..], |l| l),
+                    ))
+                    .map_err(|e| Stop::Error(ErrorKind::Protocol, e))?;
+                    auth::cram_md5(&user, &pass, &challenge)
+                }
+                // XOAUTH2 answers a failure with a 334 and a JSON error; the client
+                // sends an empty line to get the final reply.
+                AuthMechanism::Xoauth2 | AuthMechanism::Plain => String::new(),
+                AuthMechanism::Login => match queued.next() {
+                    Some(a) => a,
+                    None => break,
+                },
+            };
+            reply = self.send_secret(&answer, "***", step).await?;
+            if *mechanism == AuthMechanism::CramMd5 && reply.code == 334 {
+                break;
+            }
+        }
+        self.judge(step, &reply, started.elapsed())
+    }
+
+    /// Sends one line of an AUTH exchange, shown in the transcript as `shown`.
+    async fn send_secret(&mut self, line: &str, shown: &str, step: &Step) -> Result<Reply, Stop> {
+        let bytes = command::line(line).map_err(|e| Stop::Error(ErrorKind::Protocol, e))?;
+        self.note(Direction::Client, shown);
+        self.send_bytes(&bytes, self.job.settings.reply, "sending AUTH")
+            .await?;
+        self.reply(step.timeout, "reply", "AUTH").await
     }
 
     async fn data(&mut self, step: &Step, message: &Message) -> StepResult {

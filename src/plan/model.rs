@@ -54,6 +54,8 @@ pub struct SessionSettings {
     pub tls: Option<TlsMode>,
     /// Verify certificates.
     pub tls_verify: Option<bool>,
+    /// CA bundle to trust instead of the Mozilla roots (resolved against the plan's folder).
+    pub ca_file: Option<PathBuf>,
     /// TCP connect and implicit-TLS handshake.
     pub connect_timeout: Option<Duration>,
     /// Any one reply.
@@ -82,6 +84,7 @@ impl SessionSettings {
             port: self.port.or(fallback.port),
             tls: self.tls.or(fallback.tls),
             tls_verify: self.tls_verify.or(fallback.tls_verify),
+            ca_file: self.ca_file.clone().or_else(|| fallback.ca_file.clone()),
             connect_timeout: self.connect_timeout.or(fallback.connect_timeout),
             reply_timeout: self.reply_timeout.or(fallback.reply_timeout),
             data_timeout: self.data_timeout.or(fallback.data_timeout),
@@ -232,6 +235,8 @@ pub enum Action {
         sni: Option<Template>,
         /// Lowest TLS version.
         min_version: Option<TlsVersion>,
+        /// CA bundle for this handshake.
+        ca_file: Option<PathBuf>,
         /// Certificate assertions.
         cert: Option<CertCheck>,
     },

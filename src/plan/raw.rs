@@ -110,6 +110,10 @@ pub struct RawSessionSettings {
     /// Verify the server certificate chain and name (default true).
     #[serde(default)]
     pub tls_verify: Option<bool>,
+    /// A PEM file of CA certificates to trust instead of the Mozilla roots
+    /// (a private CA), relative to the plan file.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// Named per-phase timeouts.
     #[serde(default)]
     pub timeouts: Option<RawTimeouts>,
@@ -389,6 +393,9 @@ pub struct RawStartTls {
     /// Lowest TLS version to accept: `"1.2"` or `"1.3"`.
     #[serde(default)]
     pub min_version: Option<RawScalar>,
+    /// CA certificates to trust for this handshake (overrides `ca_file`).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `auth` options.

@@ -284,6 +284,23 @@ impl Checker<'_> {
         }
     }
 
+    /// A file named relative to the plan that must exist.
+    fn existing_file(&mut self, name: &str, path: &Path) -> Option<PathBuf> {
+        let text = self.expand_static(name, path)?;
+        let full = self.dir.join(&text);
+        if full.is_file() {
+            Some(full)
+        } else {
+            self.r.at(
+                path,
+                false,
+                text.chars().count(),
+                format!("file `{}` does not exist", full.display()),
+            );
+            None
+        }
+    }
+
     fn settings(&mut self, raw: &RawSettings, path: &Path) -> Settings {
         let session = self.session(&raw.session, path);
         for (k, v) in [("concurrency", raw.concurrency), ("per_host", raw.per_host)] {
@@ -346,11 +363,16 @@ impl Checker<'_> {
                     None
                 }
             });
+        let ca_file = raw
+            .ca_file
+            .as_ref()
+            .and_then(|f| self.existing_file(f, &key(path, "ca_file")));
         SessionSettings {
             helo,
             port: raw.port,
             tls: raw.tls,
             tls_verify: raw.tls_verify,
+            ca_file,
             connect_timeout: self.duration(&t.connect, &tpath, "connect"),
             reply_timeout: self.duration(&t.reply, &tpath, "reply"),
             data_timeout: self.duration(&t.data, &tpath, "data"),
@@ -737,10 +759,15 @@ impl Checker<'_> {
                         }
                     },
                 };
+                let ca_file = match o.as_ref().and_then(|o| o.ca_file.as_ref()) {
+                    Some(f) => Some(self.existing_file(f, &key(&vpath, "ca_file"))?),
+                    None => None,
+                };
                 Action::StartTls {
                     verify: o.as_ref().and_then(|o| o.verify),
                     sni,
                     min_version,
+                    ca_file,
                     cert: self.cert(&raw.cert, path, &caps),
                 }
             }

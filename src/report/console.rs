@@ -58,6 +58,7 @@ mod tests {
             duration: Duration::from_millis(1234),
             outcome,
             transcript: Transcript::default(),
+            facts: Vec::new(),
         }
     }
 

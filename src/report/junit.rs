@@ -72,8 +72,19 @@ fn case(c: &CaseResult, transcripts: Transcripts) -> TestCase {
         }
         Transcripts::None => false,
     };
+    let mut out = String::new();
+    for f in &c.facts {
+        out.push_str(f);
+        out.push('\n');
+    }
     if show && !c.transcript.entries.is_empty() {
-        t.set_system_out(&cdata_safe(&c.transcript.render()));
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&c.transcript.render());
+    }
+    if !out.is_empty() {
+        t.set_system_out(&cdata_safe(&out));
     }
     t
 }

@@ -72,6 +72,12 @@ impl Connection {
         self.parser.buffered()
     }
 
+    /// The stream, for a TLS upgrade. Bytes still buffered are dropped: call
+    /// [`Connection::buffered`] first.
+    pub fn into_stream(self) -> Box<dyn Stream> {
+        self.stream
+    }
+
     /// Closes the write side (best effort).
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;

@@ -10,4 +10,6 @@ mod plans;
 mod responder;
 mod run;
 mod support;
+mod tls;
+mod tls_server;
 mod verbs;
