@@ -16,6 +16,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// A plan or the command line is invalid; nothing was sent.
 pub const EXIT_INVALID: i32 = 2;
+/// Interrupted (Ctrl-C or SIGTERM), after writing the report of what finished.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Runs a parsed command line and returns the exit status.
 pub fn run(cli: Cli) -> i32 {
@@ -184,7 +186,13 @@ fn run_plans(
     };
     let started = SystemTime::now();
     let colour = console::use_colour();
-    let result = runtime().block_on(exec::run(plans, config, &mut |case| {
+    let rt = runtime();
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        interrupted().await;
+        let _ = cancel.send(true);
+    });
+    let result = rt.block_on(exec::run(plans, config, cancelled, &mut |case| {
         println!("{}", console::case_line(case, colour));
     }));
     let counts = result.counts();
@@ -204,7 +212,10 @@ fn run_plans(
             return EXIT_FAILED;
         }
     }
-    if counts.failed + counts.errored == 0 {
+    if result.interrupted {
+        eprintln!("interrupted: unfinished cases are reported as skipped");
+        EXIT_INTERRUPTED
+    } else if counts.failed + counts.errored == 0 {
         EXIT_OK
     } else {
         EXIT_FAILED
@@ -247,5 +258,28 @@ fn mx(domains: &[String], resolver: Option<std::net::SocketAddr>, json: bool) ->
                 EXIT_FAILED
             }
         }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -16,6 +16,8 @@ pub struct RunResult {
     pub suites: Vec<SuiteResult>,
     /// Wall time of the run.
     pub duration: Duration,
+    /// The run was interrupted (Ctrl-C, SIGTERM) before every case finished.
+    pub interrupted: bool,
 }
 
 /// The cases of one plan test.

@@ -85,6 +85,18 @@ pub struct Context {
     pub connect_to: Vec<ConnectTo>,
     /// Unique per run.
     pub run_id: Arc<str>,
+    /// Becomes true when the run is interrupted (Ctrl-C, SIGTERM).
+    pub cancel: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Context {
+    /// Resolves when the run is interrupted (never, if the sender is gone unused).
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancel.clone();
+        if rx.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Context {
@@ -213,7 +225,7 @@ pub fn domains(plans: &[Arc<Plan>], context: &Context) -> Vec<String> {
 pub fn expand(
     plans: &[Arc<Plan>],
     routes: &Routes,
-    responders: &dyn Fn(&str) -> Option<SocketAddr>,
+    responders: &dyn Fn(&str) -> Result<SocketAddr, String>,
     keep: &dyn Fn(&str) -> bool,
     context: &Arc<Context>,
     hostname: &str,
@@ -395,7 +407,7 @@ fn domain_places(
 fn places(
     kind: &TargetKind,
     routes: &Routes,
-    responders: &dyn Fn(&str) -> Option<SocketAddr>,
+    responders: &dyn Fn(&str) -> Result<SocketAddr, String>,
     context: &Context,
 ) -> Vec<Place> {
     match kind {
@@ -413,7 +425,8 @@ fn places(
             })
             .collect(),
         TargetKind::Responder(persona) => {
-            let addr = responders(persona);
+            let started = responders(persona);
+            let addr = started.as_ref().ok().copied();
             vec![Place {
                 hosts: vec![addr.map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string())],
                 port: addr.map(|a| a.port()),
@@ -423,9 +436,9 @@ fn places(
                 // The port is ephemeral: the report names the persona so that
                 // case names stay the same from run to run.
                 label: Some(format!("responder:{}", persona_label(persona))),
-                preset: addr.is_none().then(|| Outcome::Errored {
+                preset: started.err().map(|e| Outcome::Errored {
                     kind: ErrorKind::Connect,
-                    message: format!("responder `{persona}` did not start"),
+                    message: format!("responder `{persona}` did not start: {e}"),
                 }),
             }]
         }

@@ -38,10 +38,13 @@ pub struct RunConfig {
 /// Domains looked up at once while expanding.
 const PARALLEL_LOOKUPS: usize = 256;
 
-/// Runs the plans; `on_case` sees every case as it finishes.
+/// Runs the plans; `on_case` sees every case as it finishes. When `cancel`
+/// turns true, no new session starts, sessions in flight send QUIT and stop, and
+/// every unfinished case is reported as skipped.
 pub async fn run(
     plans: Vec<Plan>,
     config: &RunConfig,
+    cancel: tokio::sync::watch::Receiver<bool>,
     on_case: &mut dyn FnMut(&CaseResult),
 ) -> RunResult {
     let started = Instant::now();
@@ -59,12 +62,13 @@ pub async fn run(
         dns: Dns::new(&resolver_settings, config.resolver),
         connect_to: config.connect_to.clone(),
         run_id: Arc::from(run_id().as_str()),
+        cancel,
     });
     let routes = resolve_domains(&job::domains(&plans, &context), &context).await;
-    let addr_of = |p: &str| {
-        responders
-            .get(p)
-            .and_then(|r| r.as_ref().map(Responder::local_addr))
+    let addr_of = |p: &str| match responders.get(p) {
+        Some(Ok(r)) => Ok(r.local_addr()),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err("not started".to_string()),
     };
     let keep = |name: &str| config.filter.as_ref().is_none_or(|f| f.is_match(name));
     let expansion = expand(&plans, &routes, &addr_of, &keep, &context, &hostname());
@@ -105,7 +109,11 @@ pub async fn run(
                 .entry(key)
                 .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
                 .clone();
-            let Ok(permit) = global.clone().acquire_owned().await else {
+            let permit = tokio::select! {
+                p = global.clone().acquire_owned() => p,
+                () = job.context.cancelled() => break,
+            };
+            let Ok(permit) = permit else {
                 break;
             };
             let tx = tx.clone();
@@ -143,19 +151,21 @@ pub async fn run(
             classname: job.classname.clone(),
             duration: Duration::ZERO,
             outcome: Outcome::Skipped {
-                message: "not run".into(),
+                message: "not run: the run was interrupted".into(),
             },
             transcript: Transcript::default(),
             facts: Vec::new(),
         });
         suites[job.suite].cases.push(case);
     }
+    let interrupted = *context.cancel.borrow();
     let mut names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
     names.dedup();
     RunResult {
         name: names.join(" + "),
         suites,
         duration: started.elapsed(),
+        interrupted,
     }
 }
 
@@ -185,7 +195,10 @@ async fn run_job(job: &Job, host: &Semaphore) -> CaseResult {
             return result.0;
         }
         attempt += 1;
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = job.context.cancelled() => return result.0,
+        }
         delay = delay.saturating_mul(2);
     }
 }
@@ -223,7 +236,7 @@ pub async fn resolve_domains(domains: &[String], context: &Arc<Context>) -> Rout
     routes
 }
 
-async fn start_responders(plans: &[Arc<Plan>]) -> HashMap<String, Option<Responder>> {
+async fn start_responders(plans: &[Arc<Plan>]) -> HashMap<String, Result<Responder, String>> {
     let mut out = HashMap::new();
     for plan in plans {
         for t in &plan.targets {
@@ -233,8 +246,10 @@ async fn start_responders(plans: &[Arc<Plan>]) -> HashMap<String, Option<Respond
                 }
                 let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
                 let started = match Persona::load(p) {
-                    Ok(persona) => Responder::start(Arc::new(persona), listen).await.ok(),
-                    Err(_) => None,
+                    Ok(persona) => Responder::start(Arc::new(persona), listen)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
                 };
                 out.insert(p.clone(), started);
             }

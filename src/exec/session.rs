@@ -77,7 +77,26 @@ pub async fn run(job: &Job) -> (CaseResult, bool) {
         facts: Vec::new(),
     };
     let limit = job.settings.session;
-    let outcome = match tokio::time::timeout(limit, s.steps()).await {
+    let steps = tokio::select! {
+        r = tokio::time::timeout(limit, s.steps()) => Some(r),
+        () = job.context.cancelled() => None,
+    };
+    let Some(steps) = steps else {
+        s.note(Direction::Note, "interrupted");
+        s.quit_quietly().await;
+        let case = CaseResult {
+            name: job.name.clone(),
+            classname: job.classname.clone(),
+            duration: s.start.elapsed(),
+            outcome: Outcome::Skipped {
+                message: "interrupted while running".into(),
+            },
+            transcript: s.transcript,
+            facts: s.facts,
+        };
+        return (case, false);
+    };
+    let outcome = match steps {
         Ok(Ok(())) => Outcome::Passed,
         Ok(Err(Stop::Fail(message))) => Outcome::Failed {
             message: s.mask(&message),

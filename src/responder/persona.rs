@@ -3,25 +3,32 @@
 //! A persona is a YAML file; this module owns its schema (every key documented on
 //! the fields of [`Persona`] and in the comment block of
 //! `plans/personas/exchange-2013.yaml`), its checks (errors carry `LINE:COL`), the
-//! reply templates and their rendering, the fault list, and the recipient rules.
-//! It does no network I/O; the session asks it what to say.
+//! reply templates and their rendering, the fault list, the recipient rules, the
+//! AUTH users, and reading the `tls` files (through `tls`). It does no network
+//! I/O; the session asks it what to say.
 
+use super::tls::Identity;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Names accepted by [`Persona::builtin`].
-pub const BUILT_IN_PERSONAS: &[&str] = &["exchange-2013"];
+pub const BUILT_IN_PERSONAS: &[&str] = &["exchange-2013", "exchange-2013-tls"];
 
 const EXCHANGE_2013: &str = include_str!("../../plans/personas/exchange-2013.yaml");
+const EXCHANGE_2013_TLS: &str = include_str!("../../plans/personas/exchange-2013-tls.yaml");
 
-/// How a responder greets, which recipients exist, what every reply says, and
-/// which faults it injects. Deserialised from YAML; unknown keys are errors.
+/// The mechanisms AUTH implements, as the EHLO reply advertises them.
+pub(crate) const AUTH_MECHANISMS: &str = "AUTH PLAIN LOGIN";
+
+/// How a responder greets, which recipients exist, what every reply says, which
+/// faults it injects, whether it offers STARTTLS and who may AUTH. Deserialised
+/// from YAML; unknown keys are errors.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Persona {
@@ -35,6 +42,8 @@ pub struct Persona {
     /// `capabilities`: EHLO keywords with their parameters, one per line after the
     /// hello line (`SIZE 37748736`, `PIPELINING`, ...). Advertised as written; the
     /// responder implements SIZE, PIPELINING, 8BITMIME, BINARYMIME and CHUNKING.
+    /// STARTTLS and AUTH may not be listed: the responder adds them after these
+    /// when `tls` and `users` make them apply.
     #[serde(default)]
     pub(crate) capabilities: Vec<Capability>,
     /// `accepted_domains`: domains this server is the final destination for. The
@@ -48,9 +57,30 @@ pub struct Persona {
     /// `open_relay`: accept recipients in domains that are not accepted.
     #[serde(default)]
     open_relay: bool,
-    /// `auth_required`: refuse MAIL with `replies.auth_required`.
+    /// `auth_required`: refuse MAIL with `replies.auth_required` until AUTH succeeds.
     #[serde(default)]
     pub(crate) auth_required: bool,
+    /// `tls`: offer STARTTLS (RFC 3207). `cert_file` and `key_file` name a PEM
+    /// certificate chain and its private key (relative paths from the persona
+    /// file's folder, or from the current folder for persona text); `tls: {}`
+    /// makes a self-signed certificate for `hostname`, `localhost`, `127.0.0.1`
+    /// and `::1` each time the responder starts. Absent: STARTTLS gets
+    /// `replies.tls_not_available`.
+    #[serde(default, rename = "tls", deserialize_with = "tls_section")]
+    tls_section: Option<TlsSection>,
+    /// What `tls` comes to once its files are read: the certificate STARTTLS presents.
+    #[serde(skip)]
+    pub(crate) tls: Option<Identity>,
+    /// `users`: who may AUTH (RFC 4954, mechanisms PLAIN and LOGIN), as
+    /// `{ username, password }`. The username is compared without regard to ASCII
+    /// case, the password exactly. Absent or empty: AUTH is an unknown command.
+    #[serde(default)]
+    pub(crate) users: Vec<User>,
+    /// `auth_over_plaintext`: offer and accept AUTH before STARTTLS too. Default
+    /// false: AUTH is advertised only over TLS, and before it gets
+    /// `replies.auth_encryption_required`.
+    #[serde(default)]
+    pub(crate) auth_over_plaintext: bool,
     /// `max_size`: the largest message in octets, checked against `MAIL ... SIZE=`
     /// and against the message received by DATA or BDAT (RFC 1870). 0: no limit.
     #[serde(default)]
@@ -86,8 +116,28 @@ pub(crate) struct Replies {
     pub(crate) user_unknown: ReplyTemplate,
     /// `relay_denied`: RCPT to a domain that is not accepted.
     pub(crate) relay_denied: ReplyTemplate,
-    /// `auth_required`: MAIL while `auth_required` is set.
+    /// `auth_required`: MAIL without a successful AUTH while `auth_required` is set.
     pub(crate) auth_required: ReplyTemplate,
+    /// `starttls_ready`: STARTTLS accepted; the TLS handshake follows.
+    pub(crate) starttls_ready: ReplyTemplate,
+    /// `tls_not_available`: STARTTLS while the persona has no `tls`.
+    pub(crate) tls_not_available: ReplyTemplate,
+    /// `already_tls`: STARTTLS over a connection that is already TLS.
+    pub(crate) already_tls: ReplyTemplate,
+    /// `auth_ok`: AUTH with the credentials of one of `users`.
+    pub(crate) auth_ok: ReplyTemplate,
+    /// `auth_failed`: AUTH with credentials that match no user.
+    pub(crate) auth_failed: ReplyTemplate,
+    /// `auth_encryption_required`: AUTH before STARTTLS without `auth_over_plaintext`.
+    pub(crate) auth_encryption_required: ReplyTemplate,
+    /// `auth_mechanism_unknown`: AUTH with a mechanism other than PLAIN and LOGIN.
+    pub(crate) auth_mechanism_unknown: ReplyTemplate,
+    /// `auth_already`: AUTH after a successful AUTH.
+    pub(crate) auth_already: ReplyTemplate,
+    /// `auth_cancelled`: the client answered a 334 challenge with `*`.
+    pub(crate) auth_cancelled: ReplyTemplate,
+    /// `auth_cannot_decode`: an AUTH response that is not base64.
+    pub(crate) auth_cannot_decode: ReplyTemplate,
     /// `data_start`: DATA accepted; the message follows.
     pub(crate) data_start: ReplyTemplate,
     /// `queued`: the message was received (after DATA's end or `BDAT ... LAST`).
@@ -110,7 +160,8 @@ pub(crate) struct Replies {
     pub(crate) unrecognized: ReplyTemplate,
     /// `line_too_long`: a command line over 2048 octets.
     pub(crate) line_too_long: ReplyTemplate,
-    /// `need_hello`: MAIL, RCPT, DATA or BDAT before EHLO/HELO.
+    /// `need_hello`: MAIL, RCPT, DATA, BDAT or AUTH before EHLO/HELO (again after
+    /// STARTTLS).
     pub(crate) need_hello: ReplyTemplate,
     /// `need_mail`: RCPT, DATA or BDAT before MAIL.
     pub(crate) need_mail: ReplyTemplate,
@@ -118,11 +169,13 @@ pub(crate) struct Replies {
     pub(crate) need_rcpt: ReplyTemplate,
     /// `sender_already_specified`: a second MAIL in one transaction.
     pub(crate) sender_already_specified: ReplyTemplate,
-    /// `bad_sequence`: DATA after BDAT chunks in the same transaction.
+    /// `bad_sequence`: DATA after BDAT chunks in the same transaction, STARTTLS
+    /// or AUTH during a transaction.
     pub(crate) bad_sequence: ReplyTemplate,
     /// `invalid_domain`: EHLO/HELO without a domain or address literal.
     pub(crate) invalid_domain: ReplyTemplate,
-    /// `invalid_arguments`: MAIL, RCPT, DATA, BDAT or VRFY with bad arguments.
+    /// `invalid_arguments`: MAIL, RCPT, DATA, BDAT, VRFY, STARTTLS or AUTH with
+    /// bad arguments.
     pub(crate) invalid_arguments: ReplyTemplate,
     /// `idle_timeout`: sent before closing an idle session.
     pub(crate) idle_timeout: ReplyTemplate,
@@ -143,6 +196,18 @@ impl Default for Replies {
             user_unknown: t("550 5.1.1 User unknown"),
             relay_denied: t("550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain"),
             auth_required: t("530 5.7.1 Client was not authenticated"),
+            starttls_ready: t("220 2.0.0 SMTP server ready"),
+            tls_not_available: t("454 4.7.0 TLS not available"),
+            already_tls: t("503 5.5.1 TLS already active"),
+            auth_ok: t("235 2.7.0 Authentication successful"),
+            auth_failed: t("535 5.7.8 Authentication credentials invalid"),
+            auth_encryption_required: t(
+                "538 5.7.11 Encryption required for requested authentication mechanism",
+            ),
+            auth_mechanism_unknown: t("504 5.5.4 Unrecognized authentication type"),
+            auth_already: t("503 5.5.1 Already authenticated"),
+            auth_cancelled: t("501 5.0.0 Authentication cancelled"),
+            auth_cannot_decode: t("501 5.5.2 Cannot decode response"),
             data_start: t("354 Start mail input; end with <CRLF>.<CRLF>"),
             queued: t("250 2.6.0 <{id}@{hostname}> Queued mail for delivery"),
             bdat_ok: t("250 2.0.0 BDAT accepted"),
@@ -181,24 +246,28 @@ impl Persona {
     pub fn builtin(name: &str) -> Option<Persona> {
         let text = match name {
             "exchange-2013" => EXCHANGE_2013,
+            "exchange-2013-tls" => EXCHANGE_2013_TLS,
             _ => return None,
         };
         Some(Persona::from_yaml_str(text).expect("a built-in persona is valid"))
     }
 
-    /// Reads a persona file. Errors read `FILE:LINE:COL: message` when the position is known.
+    /// Reads a persona file, and the `tls` files it names (relative to its
+    /// folder). Errors read `FILE:LINE:COL: message` when the position is known.
     pub fn from_file(path: &Path) -> Result<Persona, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read persona: {e}", path.display()))?;
-        parse(&text).map_err(|(at, message)| match at {
+        let folder = path.parent().unwrap_or(Path::new(""));
+        parse(&text, folder).map_err(|(at, message)| match at {
             Some((line, col)) => format!("{}:{line}:{col}: {message}", path.display()),
             None => format!("{}: {message}", path.display()),
         })
     }
 
-    /// Parses persona YAML. Errors read `LINE:COL: message` when the position is known.
+    /// Parses persona YAML, reading the `tls` files it names (relative to the
+    /// current folder). Errors read `LINE:COL: message` when the position is known.
     pub fn from_yaml_str(text: &str) -> Result<Persona, String> {
-        parse(text).map_err(|(at, message)| match at {
+        parse(text, Path::new("")).map_err(|(at, message)| match at {
             Some((line, col)) => format!("{line}:{col}: {message}"),
             None => message,
         })
@@ -229,6 +298,14 @@ impl Persona {
         &self.hostname.0
     }
 
+    /// Whether `username` and `password` are the credentials of one of `users`.
+    pub(crate) fn user(&self, username: &[u8], password: &[u8]) -> bool {
+        self.users.iter().any(|u| {
+            u.username.as_bytes().eq_ignore_ascii_case(username)
+                && u.password.as_bytes() == password
+        })
+    }
+
     /// Where mail for `address` (`local@domain`) stands with this persona.
     pub(crate) fn recipient(&self, address: &str) -> Verdict {
         let Some((local, domain)) = address.rsplit_once('@') else {
@@ -256,8 +333,26 @@ impl Persona {
     }
 }
 
-/// Parses and checks persona text; on error, the 1-based position when known.
-fn parse(text: &str) -> Result<Persona, (Option<(usize, usize)>, String)> {
+/// Parses and checks persona text, then reads the `tls` files, relative paths
+/// from `folder`; on error, the 1-based position when known.
+fn parse(text: &str, folder: &Path) -> Result<Persona, (Option<(usize, usize)>, String)> {
+    let mut persona = parse_yaml(text)?;
+    persona.tls = match &persona.tls_section {
+        None => None,
+        Some(TlsSection::Generate) => Some(Identity::Generate),
+        Some(TlsSection::Files {
+            cert_file,
+            key_file,
+        }) => Some(
+            Identity::read(&folder.join(cert_file), &folder.join(key_file))
+                .map_err(|e| (None, e))?,
+        ),
+    };
+    Ok(persona)
+}
+
+/// Parses and checks persona YAML; on error, the 1-based position when known.
+fn parse_yaml(text: &str) -> Result<Persona, (Option<(usize, usize)>, String)> {
     serde_yaml::from_str::<Persona>(text).map_err(|e| {
         let mut message = e.to_string();
         let at = e.location().map(|l| (l.line(), l.column()));
@@ -289,6 +384,29 @@ where
         }
     }
     d.deserialize_string(Text(PhantomData))
+}
+
+/// Deserialises a YAML mapping as `Raw`, then checks it with `T::try_from`
+/// while the mapping is the current value, so that serde_yaml places an error
+/// at the mapping rather than at the list or key that holds it.
+fn from_map<'de, D, Raw, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    Raw: Deserialize<'de>,
+    T: TryFrom<Raw, Error = String>,
+{
+    struct Map<Raw, T>(PhantomData<(Raw, T)>);
+    impl<'de, Raw: Deserialize<'de>, T: TryFrom<Raw, Error = String>> Visitor<'de> for Map<Raw, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let raw = Raw::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            T::try_from(raw).map_err(de::Error::custom)
+        }
+    }
+    d.deserialize_map(Map(PhantomData))
 }
 
 /// `Deserialize` for types checked by their `TryFrom<String>`.
@@ -351,6 +469,14 @@ impl TryFrom<String> for Capability {
             return Err(format!(
                 "capability {s:?} must be a keyword and its parameters on one line"
             ));
+        }
+        let keyword = s.split(' ').next().unwrap_or_default();
+        for (added, when) in [("STARTTLS", "tls"), ("AUTH", "users")] {
+            if keyword.eq_ignore_ascii_case(added) {
+                return Err(format!(
+                    "capability {s:?}: the responder advertises {added} itself when the persona has `{when}`"
+                ));
+            }
         }
         Ok(Capability(s))
     }
@@ -583,18 +709,119 @@ impl Reply {
     }
 
     /// Appends the wire form (RFC 5321 section 4.2.1): `CODE-text` for every line
-    /// but the last, `CODE text` for the last, each ending in CRLF.
+    /// but the last, `CODE text` for the last, each ending in CRLF. An empty last
+    /// line is just `CODE`, except for a 334 challenge, which keeps its space
+    /// (RFC 4954 section 4: `"334" SP [base64]`).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let mut lines = self.text.split('\n').peekable();
         while let Some(line) = lines.next() {
             let last = lines.peek().is_none();
             out.extend_from_slice(self.code.to_string().as_bytes());
-            if !(last && line.is_empty()) {
+            if !(last && line.is_empty() && self.code != 334) {
                 out.push(if last { b' ' } else { b'-' });
                 out.extend_from_slice(line.as_bytes());
             }
             out.extend_from_slice(b"\r\n");
         }
+    }
+}
+
+/// The `tls` section as written.
+#[derive(Debug, Clone)]
+enum TlsSection {
+    /// Neither file: generate a certificate at start.
+    Generate,
+    /// `cert_file` and `key_file`, relative to the persona's folder.
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+}
+
+/// `tls` as written: `cert_file` and `key_file` together, or neither.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+}
+
+impl TryFrom<RawTls> for TlsSection {
+    type Error = String;
+    fn try_from(raw: RawTls) -> Result<Self, String> {
+        match (raw.cert_file, raw.key_file) {
+            (None, None) => Ok(TlsSection::Generate),
+            (Some(cert_file), Some(key_file)) => Ok(TlsSection::Files {
+                cert_file,
+                key_file,
+            }),
+            _ => Err(
+                "needs both cert_file and key_file, or neither (a certificate is then generated)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsSection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_map::<D, RawTls, TlsSection>(d)
+    }
+}
+
+/// `tls:` with no value is `tls: {}`, so that writing the key turns TLS on.
+fn tls_section<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TlsSection>, D::Error> {
+    Ok(Some(
+        Option::<TlsSection>::deserialize(d)?.unwrap_or(TlsSection::Generate),
+    ))
+}
+
+/// A user AUTH accepts. Debug output leaves the password out.
+#[derive(Clone)]
+pub(crate) struct User {
+    username: String,
+    password: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("User")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// A user as written: `{ username, password }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    username: String,
+    password: String,
+}
+
+impl TryFrom<RawUser> for User {
+    type Error = String;
+    fn try_from(raw: RawUser) -> Result<Self, String> {
+        if raw.username.is_empty() {
+            return Err("the username must not be empty".to_string());
+        }
+        // AUTH PLAIN separates the fields with NUL: such credentials could never match.
+        if raw.username.contains('\0') || raw.password.contains('\0') {
+            return Err("the username and password must not contain NUL".to_string());
+        }
+        Ok(User {
+            username: raw.username,
+            password: raw.password,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for User {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_map::<D, RawUser, User>(d)
     }
 }
 
@@ -605,6 +832,9 @@ pub(crate) enum Verb {
     Greeting,
     Ehlo,
     Helo,
+    Starttls,
+    /// Every reply of an AUTH exchange, its 334 challenges included.
+    Auth,
     Mail,
     Rcpt,
     Data,
@@ -620,10 +850,12 @@ pub(crate) enum Verb {
     Any,
 }
 
-const VERBS: [(&str, Verb); 14] = [
+const VERBS: [(&str, Verb); 16] = [
     ("greeting", Verb::Greeting),
     ("EHLO", Verb::Ehlo),
     ("HELO", Verb::Helo),
+    ("STARTTLS", Verb::Starttls),
+    ("AUTH", Verb::Auth),
     ("MAIL", Verb::Mail),
     ("RCPT", Verb::Rcpt),
     ("DATA", Verb::Data),
@@ -718,21 +950,8 @@ struct RawFault {
 }
 
 impl<'de> Deserialize<'de> for Fault {
-    /// Checks the fault while its mapping is the current value, so that
-    /// serde_yaml places an error at the fault rather than at the list.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FaultMap;
-        impl<'de> Visitor<'de> for FaultMap {
-            type Value = Fault;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a fault mapping")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Fault, A::Error> {
-                let raw = RawFault::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Fault::try_from(raw).map_err(de::Error::custom)
-            }
-        }
-        d.deserialize_map(FaultMap)
+        from_map::<D, RawFault, Fault>(d)
     }
 }
 
@@ -1023,9 +1242,138 @@ mod tests {
     }
 
     #[test]
+    fn exchange_2013_tls_adds_starttls_and_a_user() {
+        let plain = Persona::builtin("exchange-2013").unwrap();
+        assert!(plain.tls.is_none() && plain.users.is_empty());
+        let p = Persona::builtin("exchange-2013-tls").unwrap();
+        assert_eq!(p.hostname(), "mail1.fabrikam.com");
+        assert!(matches!(p.tls, Some(Identity::Generate)));
+        assert!(!p.auth_over_plaintext && !p.auth_required);
+        assert!(p.user(b"chris@contoso.com", b"Pa55w.rd"));
+        assert!(p.user(b"Chris@Contoso.COM", b"Pa55w.rd"));
+        assert!(!p.user(b"chris@contoso.com", b"pa55w.rd"));
+        assert!(!p.user(b"chris", b"Pa55w.rd"));
+        let caps = |p: &Persona| {
+            p.capabilities
+                .iter()
+                .map(|c| c.0.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(caps(&p), caps(&plain));
+        assert_eq!(p.max_size, plain.max_size);
+        assert!(
+            !format!("{:?}", p.users).contains("Pa55w.rd"),
+            "Debug hides passwords"
+        );
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        assert!(matches!(persona("tls: {}\n").tls, Some(Identity::Generate)));
+        assert!(matches!(persona("tls:\n").tls, Some(Identity::Generate)));
+        assert!(persona("").tls.is_none());
+        let e = error("tls:\n  cert_file: a.pem\n");
+        assert!(
+            e.starts_with("4:3: tls: needs both cert_file and key_file"),
+            "{e}"
+        );
+        let e = error("tls: { cert: a.pem }\n");
+        assert!(e.contains("unknown field `cert`"), "{e}");
+        let e = error("tls: { cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem }\n");
+        assert!(
+            e.starts_with("tls.cert_file: cannot read /nonexistent/c.pem: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_files_are_found_beside_the_persona_file() {
+        let dir =
+            std::env::temp_dir().join(format!("smtp-plan-persona-tls-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("keys")).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["mx.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("keys/cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("keys/key.pem"), key.serialize_pem()).unwrap();
+        let path = dir.join("p.yaml");
+        std::fs::write(
+            &path,
+            "name: p\nhostname: mx.test\ntls: { cert_file: keys/cert.pem, key_file: keys/key.pem }\n",
+        )
+        .unwrap();
+        let p = Persona::from_file(&path).unwrap();
+        let Some(Identity::Pem { chain, .. }) = &p.tls else {
+            panic!("the files are read: {:?}", p.tls);
+        };
+        assert_eq!(chain, &[cert.der().clone()]);
+        std::fs::write(
+            &path,
+            "name: p\nhostname: mx.test\ntls: { cert_file: keys/cert.pem, key_file: key.pem }\n",
+        )
+        .unwrap();
+        let e = Persona::from_file(&path).unwrap_err();
+        let expected = format!(
+            "{}: tls.key_file: cannot read {}: ",
+            path.display(),
+            dir.join("key.pem").display()
+        );
+        assert!(e.starts_with(&expected), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn users_need_a_username_and_no_nul() {
+        let p = persona("users:\n  - { username: a, password: '' }\nauth_over_plaintext: true\n");
+        assert!(p.auth_over_plaintext);
+        assert!(p.user(b"A", b""));
+        let e = error("users:\n  - { username: '', password: x }\n");
+        assert!(
+            e.starts_with("4:5: users[0]: the username must not be empty"),
+            "{e}"
+        );
+        let e = error("users:\n  - { username: a, password: \"x\\0y\" }\n");
+        assert!(e.contains("must not contain NUL"), "{e}");
+        let e = error("users:\n  - { username: a }\n");
+        assert!(e.contains("missing field `password`"), "{e}");
+        let e = error("users:\n  - { username: a, password: b, role: admin }\n");
+        assert!(e.contains("unknown field `role`"), "{e}");
+    }
+
+    #[test]
+    fn starttls_and_auth_are_not_listed_as_capabilities() {
+        let e = error("capabilities: [PIPELINING, starttls]\n");
+        assert!(e.starts_with("3:28: capabilities[1]: capability \"starttls\": the responder advertises STARTTLS itself when the persona has `tls`"), "{e}");
+        let e = error("capabilities: [AUTH LOGIN]\n");
+        assert!(
+            e.contains("advertises AUTH itself when the persona has `users`"),
+            "{e}"
+        );
+        assert_eq!(
+            persona("capabilities: [AUTHX]\n").capabilities[0].0,
+            "AUTHX"
+        );
+    }
+
+    #[test]
+    fn challenges_keep_their_space() {
+        let mut out = Vec::new();
+        Reply {
+            code: 334,
+            text: String::new(),
+        }
+        .encode(&mut out);
+        assert_eq!(out, b"334 \r\n");
+    }
+
+    #[test]
     fn commands_are_case_insensitive_verbs() {
         assert_eq!(Verb::command("mail"), Some(Verb::Mail));
         assert_eq!(Verb::command("BdAt"), Some(Verb::Bdat));
+        assert_eq!(Verb::command("starttls"), Some(Verb::Starttls));
+        assert_eq!(Verb::command("Auth"), Some(Verb::Auth));
         assert_eq!(Verb::command("greeting"), None);
         assert_eq!(Verb::command("end_of_data"), None);
         assert_eq!(Verb::command("any"), None);

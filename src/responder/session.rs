@@ -1,19 +1,25 @@
 //! One SMTP session of the responder: the RFC 5321 state machine (greeting, then
 //! EHLO/HELO, MAIL, RCPT, DATA or BDAT, and back to greeted; RSET and a new
-//! EHLO/HELO drop the transaction), command parsing, and the persona's replies
-//! and faults. Generic over the byte streams, so tests can run it on in-memory
+//! EHLO/HELO drop the transaction), STARTTLS (RFC 3207: after the handshake the
+//! session starts again from before EHLO), AUTH PLAIN and LOGIN (RFC 4954, RFC
+//! 4616) against the persona's users, command parsing, and the persona's
+//! replies and faults. It runs on any byte stream, so tests can use in-memory
 //! pipes; the server runs it on TCP.
 //!
 //! A fault's replacement reply decides whether the command takes effect: 2xx and
-//! 3xx let it, 4xx and 5xx cancel it (a MAIL answered `451` opens no transaction).
-//! A malformed reply leaves the command's effect as it would have been.
+//! 3xx let it, 4xx and 5xx cancel it (a MAIL answered `451` opens no transaction,
+//! a STARTTLS answered `454` starts no handshake, an AUTH challenge answered
+//! `454` ends the exchange). A malformed reply leaves the command's effect as it
+//! would have been.
 
-use super::conn::{Conn, Line, Stop};
-use super::persona::{Action, Persona, Reply, ReplyTemplate, Vars, Verb, Verdict};
+use super::conn::{Conn, Line, Stop, Stream};
+use super::persona::{Action, Persona, Reply, ReplyTemplate, Vars, Verb, Verdict, AUTH_MECHANISMS};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
 
 /// Longest command line taken, without its line ending. RFC 5321 section
 /// 4.5.3.1.4 sets 512 octets with CRLF, but section 4.5.3.1 asks servers to be
@@ -36,10 +42,29 @@ struct Transaction {
 enum Effect {
     None,
     Hello,
+    Authenticate,
     Mail,
     Rcpt,
     Reset,
     Quit,
+}
+
+/// An AUTH mechanism the responder implements.
+#[derive(Clone, Copy)]
+enum Mechanism {
+    /// RFC 4616: one response, `authzid NUL authcid NUL passwd`.
+    Plain,
+    /// The username, then the password, each after its own challenge.
+    Login,
+}
+
+/// How an AUTH exchange ended before the credentials could be checked.
+enum Abort {
+    /// Send this reply: the client cancelled, or its response was too long or
+    /// not base64.
+    Reply(Reply),
+    /// A fault's 4xx/5xx reply stood in for a challenge and ended the exchange.
+    Refused,
 }
 
 /// Whether the session goes on after a command.
@@ -49,25 +74,40 @@ enum Flow {
 }
 
 /// The state of one session.
-pub(crate) struct Session<R, W> {
-    conn: Conn<R, W>,
+pub(crate) struct Session {
+    conn: Conn,
     persona: Arc<Persona>,
+    /// The handshake STARTTLS runs; `None` when the persona has no `tls`.
+    tls: Option<TlsAcceptor>,
     client_ip: String,
     /// EHLO or HELO was accepted. A transaction exists only after it.
     greeted: bool,
+    /// STARTTLS succeeded: the session runs over TLS.
+    encrypted: bool,
+    /// AUTH succeeded.
+    authenticated: bool,
     tx: Option<Transaction>,
     /// How often each verb has come up, for faults' `nth`.
     seen: [u32; Verb::COUNT],
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
-    /// A session with the client at `client` on these streams.
-    pub(crate) fn new(reader: R, writer: W, persona: Arc<Persona>, client: IpAddr) -> Self {
+impl Session {
+    /// A session with the client at `client` on `stream`; `tls` is what
+    /// STARTTLS uses when the persona has `tls`.
+    pub(crate) fn new(
+        stream: impl Stream + 'static,
+        persona: Arc<Persona>,
+        tls: Option<TlsAcceptor>,
+        client: IpAddr,
+    ) -> Self {
         Session {
-            conn: Conn::new(reader, writer, persona.idle_timeout.0),
+            conn: Conn::new(Box::new(stream), persona.idle_timeout.0),
             persona,
+            tls,
             client_ip: client.to_string(),
             greeted: false,
+            encrypted: false,
+            authenticated: false,
             tx: None,
             seen: [0; Verb::COUNT],
         }
@@ -136,6 +176,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return self.decide(&[], reply, Effect::None).await;
         };
         let (reply, effect) = match verb {
+            Verb::Starttls => return self.starttls(args).await,
+            Verb::Auth => return self.auth(args).await,
             Verb::Data => return self.data(args).await,
             Verb::Bdat => return self.bdat(args).await,
             Verb::Ehlo | Verb::Helo => self.hello(verb, args),
@@ -167,6 +209,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 self.greeted = true;
                 self.tx = None;
             }
+            Effect::Authenticate => self.authenticated = true,
             Effect::Mail => self.tx = Some(Transaction::default()),
             Effect::Rcpt => {
                 if let Some(tx) = &mut self.tx {
@@ -226,12 +269,170 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         let mut reply = self.say(&replies.ehlo);
         if reply.code / 100 == 2 {
-            for capability in &self.persona.capabilities {
+            let starttls = (self.tls.is_some() && !self.encrypted).then_some("STARTTLS");
+            let auth = self.auth_offered().then_some(AUTH_MECHANISMS);
+            let written = self.persona.capabilities.iter().map(|c| c.0.as_str());
+            for capability in written.chain(starttls).chain(auth) {
                 reply.text.push('\n');
-                reply.text.push_str(&capability.0);
+                reply.text.push_str(capability);
             }
         }
         (reply, Effect::Hello)
+    }
+
+    /// Whether AUTH is offered now: the persona has users, and the session is
+    /// encrypted or the persona allows AUTH in the clear.
+    fn auth_offered(&self) -> bool {
+        !self.persona.users.is_empty() && (self.encrypted || self.persona.auth_over_plaintext)
+    }
+
+    /// STARTTLS (RFC 3207): the ready reply, the handshake, and a fresh start.
+    async fn starttls(&mut self, args: &str) -> Result<Flow, Stop> {
+        let replies = &self.persona.replies;
+        let acceptor = match &self.tls {
+            Some(acceptor) if args.is_empty() && !self.encrypted && self.tx.is_none() => {
+                acceptor.clone()
+            }
+            tls => {
+                let refusal = if !args.is_empty() {
+                    &replies.invalid_arguments
+                } else if tls.is_none() {
+                    &replies.tls_not_available
+                } else if self.encrypted {
+                    &replies.already_tls
+                } else {
+                    &replies.bad_sequence
+                };
+                let reply = self.say(refusal);
+                return self.decide(&[Verb::Starttls], reply, Effect::None).await;
+            }
+        };
+        let ready = self.say(&replies.starttls_ready);
+        if !self.respond(&[Verb::Starttls], &ready).await? {
+            return Ok(Flow::Continue);
+        }
+        self.conn.start_tls(&acceptor).await?;
+        // Section 4.2: the server forgets what the client told it before TLS
+        // (EHLO, AUTH); the client starts again with EHLO.
+        self.encrypted = true;
+        self.greeted = false;
+        self.authenticated = false;
+        self.tx = None;
+        Ok(Flow::Continue)
+    }
+
+    /// AUTH (RFC 4954) with PLAIN or LOGIN, the initial response optional.
+    async fn auth(&mut self, args: &str) -> Result<Flow, Stop> {
+        let replies = &self.persona.replies;
+        let mut words = args.split_ascii_whitespace();
+        let (mechanism, initial) = (words.next(), words.next());
+        let known = |m: &str| {
+            if m.eq_ignore_ascii_case("PLAIN") {
+                Some(Mechanism::Plain)
+            } else if m.eq_ignore_ascii_case("LOGIN") {
+                Some(Mechanism::Login)
+            } else {
+                None
+            }
+        };
+        let checked = match mechanism.map(known) {
+            _ if self.persona.users.is_empty() => Err(&replies.unrecognized),
+            None => Err(&replies.invalid_arguments),
+            _ if words.next().is_some() => Err(&replies.invalid_arguments),
+            _ if !self.greeted => Err(&replies.need_hello),
+            _ if self.authenticated => Err(&replies.auth_already),
+            _ if self.tx.is_some() => Err(&replies.bad_sequence),
+            Some(None) => Err(&replies.auth_mechanism_unknown),
+            Some(Some(_)) if !self.auth_offered() => Err(&replies.auth_encryption_required),
+            Some(Some(mechanism)) => Ok(mechanism),
+        };
+        let mechanism = match checked {
+            Ok(mechanism) => mechanism,
+            Err(refusal) => {
+                let reply = self.say(refusal);
+                return self.decide(&[Verb::Auth], reply, Effect::None).await;
+            }
+        };
+        let initial = initial.map(decode_initial);
+        let valid = match mechanism {
+            Mechanism::Plain => self.plain(initial).await?,
+            Mechanism::Login => self.login(initial).await?,
+        };
+        let replies = &self.persona.replies;
+        let (reply, effect) = match valid {
+            Ok(true) => (self.say(&replies.auth_ok), Effect::Authenticate),
+            Ok(false) => (self.say(&replies.auth_failed), Effect::None),
+            Err(Abort::Reply(reply)) => (reply, Effect::None),
+            Err(Abort::Refused) => return Ok(Flow::Continue),
+        };
+        self.decide(&[Verb::Auth], reply, effect).await
+    }
+
+    /// AUTH PLAIN's one response (RFC 4616), after an empty challenge when the
+    /// command had none: whether it holds a user's credentials. An authorization
+    /// identity other than the username fails, like a wrong password.
+    async fn plain(
+        &mut self,
+        initial: Option<Option<Vec<u8>>>,
+    ) -> Result<Result<bool, Abort>, Stop> {
+        let response = match initial {
+            Some(decoded) => decoded.ok_or_else(|| self.cannot_decode()),
+            None => self.challenge("").await?,
+        };
+        Ok(response.map(|message| {
+            let mut fields = message.split(|&b| b == 0);
+            match (fields.next(), fields.next(), fields.next(), fields.next()) {
+                (Some(authz), Some(user), Some(pass), None) => {
+                    (authz.is_empty() || authz.eq_ignore_ascii_case(user))
+                        && self.persona.user(user, pass)
+                }
+                _ => false,
+            }
+        }))
+    }
+
+    /// AUTH LOGIN's username (on the command line, or after `334 Username:`) and
+    /// password (after `334 Password:`), each base64: whether they are a user's.
+    async fn login(
+        &mut self,
+        initial: Option<Option<Vec<u8>>>,
+    ) -> Result<Result<bool, Abort>, Stop> {
+        let username = match initial {
+            Some(decoded) => decoded.ok_or_else(|| self.cannot_decode()),
+            None => self.challenge(&BASE64.encode("Username:")).await?,
+        };
+        let username = match username {
+            Ok(username) => username,
+            Err(abort) => return Ok(Err(abort)),
+        };
+        let password = self.challenge(&BASE64.encode("Password:")).await?;
+        Ok(password.map(|password| self.persona.user(&username, &password)))
+    }
+
+    /// Sends a `334` challenge and reads the client's response line, decoded.
+    async fn challenge(&mut self, text: &str) -> Result<Result<Vec<u8>, Abort>, Stop> {
+        let challenge = Reply {
+            code: 334,
+            text: text.to_string(),
+        };
+        if !self.respond(&[Verb::Auth], &challenge).await? {
+            return Ok(Err(Abort::Refused));
+        }
+        let mut line = Vec::with_capacity(MAX_COMMAND_LINE);
+        let read = self.conn.read_line(&mut line, MAX_COMMAND_LINE).await?;
+        let replies = &self.persona.replies;
+        let response = line.trim_ascii();
+        Ok(if read.truncated {
+            Err(Abort::Reply(self.say(&replies.line_too_long)))
+        } else if response == b"*" {
+            Err(Abort::Reply(self.say(&replies.auth_cancelled)))
+        } else {
+            BASE64.decode(response).map_err(|_| self.cannot_decode())
+        })
+    }
+
+    fn cannot_decode(&self) -> Abort {
+        Abort::Reply(self.say(&self.persona.replies.auth_cannot_decode))
     }
 
     fn mail(&self, args: &str) -> (Reply, Effect) {
@@ -240,7 +441,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             &replies.need_hello
         } else if self.tx.is_some() {
             &replies.sender_already_specified
-        } else if self.persona.auth_required {
+        } else if self.persona.auth_required && !self.authenticated {
             &replies.auth_required
         } else {
             let size = split_path(args, "FROM:")
@@ -379,6 +580,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         }
         Ok(Flow::Continue)
     }
+}
+
+/// An initial response on the AUTH line (RFC 4954 section 4), decoded: `=` is
+/// the empty response; `None` when it is not base64.
+fn decode_initial(word: &str) -> Option<Vec<u8>> {
+    if word == "=" {
+        return Some(Vec::new());
+    }
+    BASE64.decode(word).ok()
 }
 
 /// One message line (RFC 5321 section 4.5.2) given its first octets: `None` for
@@ -599,13 +809,7 @@ mod tests {
     /// Runs a session on `input` and returns what it wrote once it ended.
     async fn session_output(persona: Persona, input: Vec<u8>) -> Vec<u8> {
         let (mut client, server) = duplex(1 << 20);
-        let (server_read, server_write) = tokio::io::split(server);
-        let mut session = Session::new(
-            server_read,
-            server_write,
-            Arc::new(persona),
-            [127, 0, 0, 1].into(),
-        );
+        let mut session = Session::new(server, Arc::new(persona), None, [127, 0, 0, 1].into());
         let served = tokio::spawn(async move { session.run().await });
         client.write_all(&input).await.unwrap();
         client.shutdown().await.unwrap();
@@ -661,9 +865,162 @@ mod tests {
         );
     }
 
+    /// The replies of a session on `input`, one string per line.
+    async fn replies(persona: &str, input: &str) -> Vec<String> {
+        let persona = Persona::from_yaml_str(persona).unwrap();
+        let out = session_output(persona, input.as_bytes().to_vec()).await;
+        let text = String::from_utf8(out).unwrap();
+        text.split_terminator("\r\n")
+            .skip(1)
+            .map(String::from)
+            .collect()
+    }
+
+    const USERS: &str = "name: t\nhostname: h\nrecipients: ['*@h']\nauth_over_plaintext: true\nauth_required: true\nusers:\n  - { username: Chris@Contoso.com, password: 'Pa55w.rd' }\n  - { username: kate, password: '' }\n";
+
+    #[test]
+    fn initial_responses_decode_with_equals_for_empty() {
+        assert_eq!(decode_initial("="), Some(Vec::new()));
+        assert_eq!(decode_initial("a2F0ZQ=="), Some(b"kate".to_vec()));
+        assert_eq!(decode_initial("a2F0ZQ"), None, "padding is required");
+        assert_eq!(decode_initial("!!"), None);
+    }
+
+    #[tokio::test]
+    async fn auth_plain_and_login_check_the_users() {
+        let plain = |s: &str| BASE64.encode(s);
+        let input = format!(
+            "EHLO a\r\nMAIL FROM:<>\r\nAUTH PLAIN {}\r\nAUTH PLAIN {}\r\nAUTH PLAIN {}\r\nAUTH PLAIN\r\n{}\r\nAUTH PLAIN\r\n*\r\nAUTH PLAIN {}\r\nAUTH LOGIN\r\n{}\r\n{}\r\nAUTH LOGIN {}\r\n\r\nRSET\r\nAUTH PLAIN {}\r\nMAIL FROM:<>\r\nAUTH PLAIN {}\r\n",
+            plain("\0chris@contoso.com\0wrong"),
+            plain("kate\0chris@contoso.com\0Pa55w.rd"),
+            plain("no NULs"),
+            plain("\0chris@contoso.com\0Pa55w.rd\0"),
+            plain("\0\0"),
+            plain("chris@contoso.com"),
+            plain("pa55w.rd"),
+            plain("KATE"),
+            plain("\0chris@contoso.com\0Pa55w.rd"),
+            plain("\0kate\0"),
+        );
+        let got = replies(USERS, &input).await;
+        assert_eq!(
+            got,
+            [
+                "250-h Hello [127.0.0.1]",
+                "250 AUTH PLAIN LOGIN",
+                "530 5.7.1 Client was not authenticated",
+                "535 5.7.8 Authentication credentials invalid",
+                "535 5.7.8 Authentication credentials invalid",
+                "535 5.7.8 Authentication credentials invalid",
+                "334 ",
+                "535 5.7.8 Authentication credentials invalid",
+                "334 ",
+                "501 5.0.0 Authentication cancelled",
+                "535 5.7.8 Authentication credentials invalid",
+                "334 VXNlcm5hbWU6",
+                "334 UGFzc3dvcmQ6",
+                "535 5.7.8 Authentication credentials invalid",
+                "334 UGFzc3dvcmQ6",
+                "235 2.7.0 Authentication successful",
+                "250 2.0.0 Resetting",
+                "503 5.5.1 Already authenticated",
+                "250 2.1.0 Sender OK",
+                "503 5.5.1 Already authenticated",
+            ]
+        );
+        let authz = format!(
+            "EHLO a\r\nAUTH PLAIN {}\r\n",
+            plain("CHRIS@contoso.COM\0chris@contoso.com\0Pa55w.rd")
+        );
+        let got = replies(USERS, &authz).await;
+        assert_eq!(
+            got[2], "235 2.7.0 Authentication successful",
+            "an authorization identity that is the username"
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_is_refused_out_of_place() {
+        let got = replies(
+            USERS,
+            "AUTH PLAIN\r\nEHLO a\r\nAUTH\r\nAUTH PLAIN x y\r\nAUTH CRAM-MD5\r\nAUTH PLAIN !!!\r\nAUTH LOGIN\r\nnot base64\r\nAUTH LOGIN =\r\n*\r\n",
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                "503 5.5.2 Send hello first",
+                "250-h Hello [127.0.0.1]",
+                "250 AUTH PLAIN LOGIN",
+                "501 5.5.4 Invalid arguments",
+                "501 5.5.4 Invalid arguments",
+                "504 5.5.4 Unrecognized authentication type",
+                "501 5.5.2 Cannot decode response",
+                "334 VXNlcm5hbWU6",
+                "501 5.5.2 Cannot decode response",
+                "334 UGFzc3dvcmQ6",
+                "501 5.0.0 Authentication cancelled",
+            ]
+        );
+        let no_users = replies(
+            "name: t\nhostname: h\n",
+            "EHLO a\r\nAUTH PLAIN =\r\nSTARTTLS\r\n",
+        )
+        .await;
+        assert_eq!(
+            no_users,
+            [
+                "250 h Hello [127.0.0.1]",
+                "500 5.3.3 Unrecognized command",
+                "454 4.7.0 TLS not available"
+            ]
+        );
+        let clear = replies(
+            "name: t\nhostname: h\nusers: [{ username: a, password: b }]\n",
+            "EHLO a\r\nAUTH LOGIN\r\nAUTH NTLM\r\n",
+        )
+        .await;
+        assert_eq!(
+            clear,
+            [
+                "250 h Hello [127.0.0.1]",
+                "538 5.7.11 Encryption required for requested authentication mechanism",
+                "504 5.5.4 Unrecognized authentication type",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_faults_apply_to_every_reply_of_the_exchange() {
+        let persona = format!(
+            "{USERS}faults:\n  - {{ command: AUTH, nth: 2, reply: '454 4.7.0 Temporary authentication failure' }}\n"
+        );
+        let got = replies(
+            &persona,
+            "EHLO a\r\nAUTH LOGIN\r\nY2hyaXNAY29udG9zby5jb20=\r\nNOOP\r\nAUTH LOGIN Y2hyaXNAY29udG9zby5jb20=\r\nUGE1NXcucmQ=\r\n",
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                "250-h Hello [127.0.0.1]",
+                "250 AUTH PLAIN LOGIN",
+                "334 VXNlcm5hbWU6",
+                "454 4.7.0 Temporary authentication failure",
+                "250 2.0.0 OK",
+                "334 UGFzc3dvcmQ6",
+                "235 2.7.0 Authentication successful",
+            ]
+        );
+    }
+
     fn hostile_input() -> impl Strategy<Value = Vec<u8>> {
         let piece = prop_oneof![
             Just(b"EHLO x\r\n".to_vec()),
+            Just(b"AUTH PLAIN\r\n".to_vec()),
+            Just(b"AUTH LOGIN dXNlcg==\r\n".to_vec()),
+            Just(b"STARTTLS\r\n".to_vec()),
+            Just(b"*\r\n".to_vec()),
             Just(b"MAIL FROM:<a@b.c> SIZE=5\r\n".to_vec()),
             Just(b"RCPT TO:<kate@fabrikam.com>\r\n".to_vec()),
             Just(b"RCPT TO:<x@y.z>\r\n".to_vec()),
@@ -685,7 +1042,7 @@ mod tests {
         fn any_input_gets_well_formed_replies_and_an_end(input in hostile_input()) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let persona = Persona::from_yaml_str(
-                "name: t\nhostname: h\nmax_size: 10\nrecipients: [kate@fabrikam.com]\ncapabilities: [CHUNKING]\n",
+                "name: t\nhostname: h\nmax_size: 10\nrecipients: [kate@fabrikam.com]\ncapabilities: [CHUNKING]\nusers: [{ username: user, password: p }]\nauth_over_plaintext: true\n",
             )
             .unwrap();
             let out = rt.block_on(async {

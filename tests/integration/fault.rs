@@ -18,6 +18,8 @@ pub enum Act {
     Read,
     /// Wait.
     Pause(Duration),
+    /// Write these bytes one at a time, waiting this long before each.
+    Trickle(Vec<u8>, Duration),
     /// Close the connection normally.
     Close,
     /// Close with a TCP reset.
@@ -89,6 +91,10 @@ fn play(conn: TcpStream, script: &[Act], stop: &AtomicBool) {
                 thread::sleep(*d);
                 true
             }
+            Act::Trickle(bytes, gap) => bytes.iter().all(|b| {
+                thread::sleep(*gap);
+                !stop.load(Ordering::Relaxed) && conn.write_all(&[*b]).is_ok()
+            }),
             Act::Close => return,
             Act::Reset => {
                 let _ = socket_linger_zero(&conn);

@@ -185,8 +185,32 @@ fn faults() -> Vec<Fault> {
             want: "ERROR mixed codes @ 127.0.0.1:PORT (0.000s)\n      protocol: implicit connect:",
         },
         Fault {
+            name: "one byte a second",
+            script: vec![Act::Trickle(GREETING.as_bytes().to_vec(), Duration::from_secs(1))],
+            steps: "      - ehlo: x\n",
+            want: "ERROR one byte a second @ 127.0.0.1:PORT (0.000s)\n      timeout: implicit connect: greeting timeout after 1s while waiting for the server's greeting",
+        },
+        Fault {
+            name: "100,000 continuation lines",
+            script: vec![send(GREETING), Act::Read, Act::Send("250-x\r\n".repeat(100_000).into_bytes()), Act::Hang],
+            steps: "      - ehlo: x\n",
+            want: "ERROR 100,000 continuation lines @ 127.0.0.1:PORT (0.000s)\n      protocol: step 1 ehlo: reply with more than 1000 lines",
+        },
+        Fault {
+            name: "stops reading during data",
+            script: after_ehlo(vec![Act::Read, send("250 ok\r\n"), Act::Read, send("250 ok\r\n"), Act::Read, send("354 go\r\n"), Act::Hang]),
+            steps: "      - ehlo: x\n      - mail_from: a@b.test\n      - rcpt_to: c@d.test\n      - data: { body: hello, size: 20MB }\n",
+            want: "ERROR stops reading during data @ 127.0.0.1:PORT (0.000s)\n      timeout: step 4 data: data timeout after 2s while sending the message",
+        },
+        Fault {
+            name: "plaintext after the 220 to starttls",
+            script: after_ehlo(vec![Act::Read, send("220 2.0.0 Ready\r\n"), Act::Pause(Duration::from_millis(100)), send("250 not encrypted\r\n"), Act::Hang]),
+            steps: "      - ehlo: x\n      - starttls: {}\n",
+            want: "ERROR plaintext after the 220 to starttls @ 127.0.0.1:PORT (0.000s)\n      tls: step 2 starttls:",
+        },
+        Fault {
             name: "endless line",
-            script: vec![Act::Send(vec![b'2'; 64 * 1024]), Act::Hang],
+            script: vec![Act::Send(vec![b'2'; 10 * 1024 * 1024]), Act::Hang],
             steps: "      - ehlo: x\n",
             want: "ERROR endless line @ 127.0.0.1:PORT (0.000s)\n      protocol: implicit connect:",
         },
@@ -278,6 +302,11 @@ fn every_fault_is_reported_and_the_rest_of_the_run_goes_on() {
         );
     }
     let failures = 4;
+    assert_eq!(
+        faults.len(),
+        16,
+        "the fault list of the issue, and a few more"
+    );
     let summary = format!(
         "1 passed, {failures} failed, {} errored, 0 skipped",
         faults.len() - failures
@@ -322,4 +351,55 @@ fn case_names_stay_unique_across_plans() {
     assert!(xml.contains(r#"testcase name="Exchange runbook demo / anonymous delivery @ responder:exchange-2013""#), "{xml}");
     assert!(xml.contains(r#"testcase name="Exchange runbook demo / anonymous delivery @ responder:exchange-2013 [2]""#), "{xml}");
     assert_junit_valid(&report);
+}
+
+#[test]
+fn sigint_and_sigterm_skip_what_is_unfinished_and_write_the_report() {
+    for signal in ["-INT", "-TERM"] {
+        let hang = FaultServer::start(vec![Act::Hang]);
+        let dir = temp_dir("interrupt");
+        let plan = format!(
+            "version: 1\nname: interrupted\nsettings:\n  timeouts: {{ reply: 1m, session: 2m }}\ntargets: [{{ responder: exchange-2013 }}]\ntests:\n  - name: quick\n    steps:\n      - ehlo: x\n  - name: stuck\n    targets: [{{ host: \"127.0.0.1:{}\" }}]\n    steps:\n      - ehlo: x\n  - name: never started\n    targets: [{{ host: \"127.0.0.1:{}\" }}]\n    steps:\n      - ehlo: x\n",
+            hang.addr.port(),
+            hang.addr.port()
+        );
+        std::fs::write(dir.join("p.yaml"), plan).unwrap();
+        let child = smtp_plan(&dir)
+            .args(["run", "p.yaml", "--concurrency", "1", "--junit", "r.xml"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        let killed = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(130), "{signal}: {stdout}");
+        assert!(
+            stdout.contains("PASS  quick @ responder:exchange-2013"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("SKIP  stuck @ 127.0.0.1:"), "{stdout}");
+        assert!(
+            stdout.contains("1 passed, 0 failed, 0 errored, 2 skipped"),
+            "{stdout}"
+        );
+        let xml = std::fs::read(dir.join("r.xml")).expect("the report is written");
+        assert_well_formed(&xml);
+        let text = String::from_utf8_lossy(&xml);
+        assert!(
+            text.contains("interrupted while running")
+                && text.contains("not run: the run was interrupted"),
+            "{text}"
+        );
+        assert_junit_valid(&dir.join("r.xml"));
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files.len(), 2, "no temporary file is left: {files:?}");
+    }
 }
