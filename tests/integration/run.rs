@@ -403,3 +403,34 @@ fn sigint_and_sigterm_skip_what_is_unfinished_and_write_the_report() {
         assert_eq!(files.len(), 2, "no temporary file is left: {files:?}");
     }
 }
+
+#[test]
+fn tls_demo_passes_and_never_shows_the_password() {
+    let dir = temp_dir("demo-tls");
+    let report = dir.join("r.xml");
+    let out = run(smtp_plan(&root())
+        .env("DEMO_PASSWORD", "Pa55w.rd")
+        .args([
+            "run",
+            "plans/demo-tls.yaml",
+            "--transcripts",
+            "all",
+            "--junit",
+        ])
+        .arg(&report));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let xml = std::fs::read_to_string(&report).unwrap();
+    assert!(xml.contains("C: AUTH PLAIN ***"), "{xml}");
+    assert!(
+        xml.contains("TLS: certificate NOT verified: invalid peer certificate: UnknownIssuer"),
+        "{xml}"
+    );
+    for leak in ["Pa55w.rd", "not-the-password"] {
+        assert!(
+            !xml.contains(leak) && !stdout.contains(leak),
+            "{leak} leaked"
+        );
+    }
+    assert_junit_valid(&report);
+}
