@@ -4,6 +4,7 @@
 mod dns;
 mod fault;
 mod golden;
+mod mta;
 mod mx;
 mod nsd;
 mod plans;
