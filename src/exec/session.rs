@@ -20,8 +20,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// How long the best-effort QUIT after a failure may take.
-const QUIT_GRACE: Duration = Duration::from_secs(2);
+/// How long the best-effort QUIT after a failure may take, sending and reading
+/// together: a server that just broke the session rarely answers it.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a step did not pass.
 enum Stop {
@@ -1092,19 +1093,19 @@ impl Session<'_> {
 
     /// Best effort QUIT with a short timeout, then close.
     async fn quit_quietly(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let sent = tokio::time::timeout(QUIT_GRACE, conn.send(b"QUIT\r\n")).await;
-        if matches!(sent, Ok(Ok(()))) {
-            self.note(Direction::Client, "QUIT");
-            if let Some(conn) = self.conn.as_mut() {
-                if let Ok(Ok(r)) = tokio::time::timeout(QUIT_GRACE, conn.read_reply()).await {
-                    self.note_reply(&r);
-                }
-            }
+        let exchange = async {
+            conn.send(b"QUIT\r\n").await.ok()?;
+            conn.read_reply().await.ok()
+        };
+        let reply = tokio::time::timeout(QUIT_GRACE, exchange).await;
+        self.note(Direction::Client, "QUIT");
+        if let Ok(Some(r)) = reply {
+            self.note_reply(&r);
         }
-        self.close().await;
+        conn.shutdown().await;
     }
 }
 
