@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> i32 {
             json,
         } => mx(&domains, resolver, json),
         Command::Schema => {
-            print!("{}", plan::load::schema_text());
+            out(&plan::load::schema_text());
             EXIT_OK
         }
     }
@@ -193,14 +193,14 @@ fn run_plans(
         let _ = cancel.send(true);
     });
     let result = rt.block_on(exec::run(plans, config, cancelled, &mut |case| {
-        println!("{}", console::case_line(case, colour));
+        out(&format!("{}\n", console::case_line(case, colour)));
     }));
     let counts = result.counts();
     if counts.passed + counts.failed + counts.errored + counts.skipped == 0 {
         eprintln!("error: no test case to run (does --filter match any `TEST @ TARGET`?)");
         return EXIT_INVALID;
     }
-    println!("{}", console::summary(&counts, result.duration));
+    out(&format!("{}\n", console::summary(&counts, result.duration)));
     if let Some(report) = report {
         let path = report.path.clone();
         let xml = junit::write(&result, transcripts, started, &exec::hostname());
@@ -248,9 +248,9 @@ fn mx(domains: &[String], resolver: Option<std::net::SocketAddr>, json: bool) ->
         }
         Ok(r) => {
             if json {
-                println!("{}", r.to_json());
+                out(&format!("{}\n", r.to_json()));
             } else {
-                print!("{}", r.to_text());
+                out(&r.to_text());
             }
             if r.all_routable() {
                 EXIT_OK
@@ -282,4 +282,10 @@ async fn interrupted() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Writes to stdout, ignoring a reader that went away (`smtp-plan mx ... | head`):
+/// the exit status still tells the result.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

@@ -49,13 +49,19 @@ pub struct HostReport {
     pub error: Option<String>,
 }
 
-/// Looks up every domain (concurrently) with the system resolver or `resolver`.
+/// Looks up every domain with the system resolver or `resolver`, at most
+/// [`crate::exec::PARALLEL_LOOKUPS`] at a time (each lookup holds sockets: ten
+/// thousand at once would exhaust the open-file limit).
 pub async fn lookup(domains: &[String], resolver: Option<SocketAddr>) -> Result<MxReport, String> {
     let dns = Arc::new(Dns::new(&ResolverSettings::default(), resolver)?);
+    let limit = Arc::new(tokio::sync::Semaphore::new(crate::exec::PARALLEL_LOOKUPS));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, d) in domains.iter().enumerate() {
-        let (dns, d) = (dns.clone(), d.clone());
-        tasks.spawn(async move { (i, one(&dns, &d).await) });
+        let (dns, d, limit) = (dns.clone(), d.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire().await;
+            (i, one(&dns, &d).await)
+        });
     }
     let mut found: Vec<Option<DomainReport>> = domains.iter().map(|_| None).collect();
     while let Some(Ok((i, r))) = tasks.join_next().await {

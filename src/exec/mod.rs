@@ -35,8 +35,8 @@ pub struct RunConfig {
     pub connect_to: Vec<ConnectTo>,
 }
 
-/// Domains looked up at once while expanding.
-const PARALLEL_LOOKUPS: usize = 256;
+/// Domains looked up at once while expanding (and by `smtp-plan mx`).
+pub const PARALLEL_LOOKUPS: usize = 256;
 
 /// Runs the plans; `on_case` sees every case as it finishes. When `cancel`
 /// turns true, no new session starts, sessions in flight send QUIT and stop, and

@@ -284,6 +284,7 @@ impl Zones {
              \x20   port: {port}\n\
              \x20   do-ip6: no\n\
              \x20   server-count: 1\n\
+             \x20   rrl-ratelimit: 0\n\
              \x20   username: \"\"\n\
              \x20   chroot: \"\"\n\
              \x20   database: \"\"\n\
