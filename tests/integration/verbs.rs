@@ -204,3 +204,20 @@ tests:
         assert!(stdout.contains(want), "want\n{want}\nin\n{stdout}");
     }
 }
+
+#[test]
+fn source_address_binds_outgoing_connections() {
+    let dir = temp_dir("source");
+    std::fs::write(
+        dir.join("p.yaml"),
+        "version: 1\nname: source\nsettings:\n  source_address: 127.0.0.2\ntargets: [{ responder: exchange-2013 }]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n        expect: { code: 250, text: \"Hello \\\\[127\\\\.0\\\\.0\\\\.2\\\\]\" }\n",
+    )
+    .unwrap();
+    let out = run(smtp_plan(&dir).args(["run", "p.yaml"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the responder saw the client at 127.0.0.2: {stdout}"
+    );
+}
