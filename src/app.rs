@@ -134,6 +134,16 @@ struct ReportFile {
     path: PathBuf,
     temp: PathBuf,
     file: std::fs::File,
+    committed: bool,
+}
+
+impl Drop for ReportFile {
+    /// A report that was not committed (an early exit) leaves no temporary file.
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
 }
 
 impl ReportFile {
@@ -148,6 +158,7 @@ impl ReportFile {
             path: path.to_path_buf(),
             temp,
             file,
+            committed: false,
         })
     }
 

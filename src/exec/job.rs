@@ -6,7 +6,8 @@
 
 use crate::dns::{stable_order, Dns, DnsFailure, MailRoute};
 use crate::plan::model::{
-    ExpectMx, HostPort, IpFamily, ListEntry, MxMode, Plan, SessionSettings, TargetKind, TlsMode,
+    ExpectMx, HostPort, IpFamily, ListEntry, MxMode, Plan, ProxyProtocol, SessionSettings,
+    TargetKind, TlsMode,
 };
 use crate::result::{ErrorKind, Outcome};
 use std::collections::{HashMap, HashSet};
@@ -41,6 +42,8 @@ pub struct Effective {
     pub source_address: Option<IpAddr>,
     /// Address families.
     pub ip: IpFamily,
+    /// Send a PROXY protocol header first.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Effective {
@@ -62,6 +65,7 @@ impl Effective {
             retry_delay: s.retry_delay.unwrap_or(Duration::from_secs(5)),
             source_address: s.source_address,
             ip: s.ip.unwrap_or(IpFamily::Any),
+            proxy_protocol: s.proxy_protocol,
         }
     }
 }

@@ -64,7 +64,12 @@ pub async fn run(
         run_id: Arc::from(run_id().as_str()),
         cancel,
     });
-    let routes = resolve_domains(&job::domains(&plans, &context), &context).await;
+    // Interrupting while domains resolve skips every case.
+    let domains = job::domains(&plans, &context);
+    let routes = tokio::select! {
+        r = resolve_domains(&domains, &context) => r,
+        () = context.cancelled() => Routes::new(),
+    };
     let addr_of = |p: &str| match responders.get(p) {
         Some(Ok(r)) => Ok(r.local_addr()),
         Some(Err(e)) => Err(e.clone()),

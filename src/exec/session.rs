@@ -5,7 +5,8 @@
 use super::job::Job;
 use crate::dns::AddressError;
 use crate::plan::model::{
-    Action, AuthMechanism, CertCheck, Content, Message, Notify, NotifyOn, Step, TlsMode, TlsVersion,
+    Action, AuthMechanism, CertCheck, Content, Message, Notify, NotifyOn, ProxyProtocol, Step,
+    TlsMode, TlsVersion,
 };
 use crate::plan::pattern::{ConnectOutcome, Expect, Pattern};
 use crate::plan::vars::{Piece, RunVar, Template};
@@ -170,7 +171,7 @@ impl Session<'_> {
         let ends_with_quit = matches!(steps.last().map(|s| &s.action), Some(Action::Quit));
         let mut number = 0;
         if implicit_connect {
-            self.connect(&Expect::code("220"), None, None)
+            self.connect(&Expect::code("220"), None, None, None)
                 .await
                 .map_err(|e| prefix(e, 0, "connect"))?;
         }
@@ -185,10 +186,6 @@ impl Session<'_> {
             self.step(step)
                 .await
                 .map_err(|e| prefix(e, number, &label))?;
-            if self.conn.is_none() && !matches!(step.action, Action::Connect { .. } | Action::Quit)
-            {
-                break;
-            }
         }
         if !ends_with_quit && self.conn.is_some() {
             // The implicit QUIT is not judged (spec section 6).
@@ -201,7 +198,9 @@ impl Session<'_> {
         let started = Instant::now();
         let reply = match &step.action {
             Action::Connect { cert } => {
-                return self.connect(&step.expect, step.within, cert.as_ref()).await
+                return self
+                    .connect(&step.expect, step.within, step.timeout, cert.as_ref())
+                    .await
             }
             Action::Pipeline(inner) => return self.pipeline(inner).await,
             Action::Data(m) => return self.data(step, m).await,
@@ -508,8 +507,12 @@ impl Session<'_> {
         &mut self,
         expect: &Expect,
         within: Option<Duration>,
+        timeout: Option<Duration>,
         cert: Option<&CertCheck>,
     ) -> StepResult {
+        // A new connection: nothing of an earlier one (TLS, capabilities) holds.
+        self.secure = false;
+        self.capabilities.clear();
         let outcomes: Vec<ConnectOutcome> = expect
             .any
             .iter()
@@ -531,7 +534,66 @@ impl Session<'_> {
                 };
             }
         };
-        let stream: Box<dyn Stream> = Box::new(stream);
+        if let Some(version) = self.job.settings.proxy_protocol {
+            let (Ok(src), Ok(dst)) = (stream.local_addr(), stream.peer_addr()) else {
+                return Err(Stop::Error(
+                    ErrorKind::Connect,
+                    "the connection has no addresses for the PROXY header".into(),
+                ));
+            };
+            let header = command::proxy_header(version == ProxyProtocol::V2, src, dst);
+            self.note(
+                Direction::Note,
+                &format!("PROXY protocol {version:?} header: {src} -> {dst}"),
+            );
+            let mut stream = stream;
+            let limit = self.job.settings.connect;
+            let sent = timed(
+                limit,
+                "connect",
+                "sending the PROXY header",
+                tokio::io::AsyncWriteExt::write_all(&mut stream, &header),
+            )
+            .await?;
+            sent.map_err(|e| {
+                Stop::Error(ErrorKind::Connect, format!("sending the PROXY header: {e}"))
+            })?;
+            return self
+                .after_open(
+                    Box::new(stream),
+                    expect,
+                    within,
+                    timeout,
+                    cert,
+                    started,
+                    &outcomes,
+                )
+                .await;
+        }
+        self.after_open(
+            Box::new(stream),
+            expect,
+            within,
+            timeout,
+            cert,
+            started,
+            &outcomes,
+        )
+        .await
+    }
+
+    /// The rest of `connect` once TCP is open: implicit TLS, then the greeting.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_open(
+        &mut self,
+        stream: Box<dyn Stream>,
+        expect: &Expect,
+        within: Option<Duration>,
+        timeout: Option<Duration>,
+        cert: Option<&CertCheck>,
+        started: Instant,
+        outcomes: &[ConnectOutcome],
+    ) -> StepResult {
         let stream = match self.job.settings.tls {
             TlsMode::None => stream,
             // RFC 8314: TLS from the first byte; the handshake counts against the connect timeout.
@@ -549,7 +611,7 @@ impl Session<'_> {
             }
         };
         self.conn = Some(Connection::new(stream));
-        let limit = self.job.settings.reply;
+        let limit = timeout.unwrap_or(self.job.settings.reply);
         let conn = self.conn()?;
         let greeting = timed(
             limit,
@@ -608,6 +670,9 @@ impl Session<'_> {
         }
         if let Some(a) = job.fixed_addr {
             return Ok(vec![a]);
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, job.port)]);
         }
         let dns = job.context.dns.as_ref().map_err(|e| (true, e.clone()))?;
         match dns.addresses(host, job.settings.ip).await {
@@ -818,10 +883,19 @@ impl Session<'_> {
             mechanism,
             username,
             secret,
+            allow_plaintext,
         } = &step.action
         else {
             unreachable!("called for auth steps")
         };
+        if !self.secure && !allow_plaintext {
+            // Validation saw a `starttls` before this step, but it did not end in
+            // TLS (a refusal the plan accepted, or a new connection since).
+            return Err(Stop::Error(
+                ErrorKind::Tls,
+                "refusing to send credentials: the connection is not TLS (say `allow_plaintext: true` to allow it)".into(),
+            ));
+        }
         let user = self.render(username)?;
         let pass = self.render(secret)?;
         let started = Instant::now();
@@ -864,7 +938,9 @@ impl Session<'_> {
                 },
             };
             reply = self.send_secret(&answer, "***", step).await?;
-            if *mechanism == AuthMechanism::CramMd5 && reply.code == 334 {
+            // CRAM-MD5, PLAIN and XOAUTH2 answer one challenge; another 334 is not
+            // answered again (it would loop until the session timeout).
+            if *mechanism != AuthMechanism::Login && reply.code == 334 {
                 break;
             }
         }
@@ -896,12 +972,14 @@ impl Session<'_> {
         let body = self.message_bytes(message)?;
         let payload = command::data_payload(&body);
         self.note_message(&payload);
+        // One `data` bound for sending the message and getting its final reply.
         let limit = step.timeout.unwrap_or(self.job.settings.data);
         self.send_bytes(&payload, limit, "sending the message")
             .await?;
-        let reply = self
-            .reply(step.timeout, "data", "the end of the message")
-            .await?;
+        let left = limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        let reply = self.reply(Some(left), "data", ".").await?;
         self.messages += 1;
         self.judge(step, &reply, started.elapsed())
     }
@@ -1085,9 +1163,11 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Closes the connection; bounded, since a TLS close flushes and a peer that
+    /// stopped reading would hold it forever.
     async fn close(&mut self) {
         if let Some(mut c) = self.conn.take() {
-            c.shutdown().await;
+            let _ = tokio::time::timeout(QUIT_GRACE, c.shutdown()).await;
         }
     }
 
@@ -1097,15 +1177,18 @@ impl Session<'_> {
             return;
         };
         let exchange = async {
-            conn.send(b"QUIT\r\n").await.ok()?;
-            conn.read_reply().await.ok()
+            let reply = match conn.send(b"QUIT\r\n").await {
+                Ok(()) => conn.read_reply().await.ok(),
+                Err(_) => None,
+            };
+            conn.shutdown().await;
+            reply
         };
         let reply = tokio::time::timeout(QUIT_GRACE, exchange).await;
         self.note(Direction::Client, "QUIT");
         if let Ok(Some(r)) = reply {
             self.note_reply(&r);
         }
-        conn.shutdown().await;
     }
 }
 
@@ -1141,6 +1224,7 @@ fn notify_value(n: &Notify) -> String {
 fn first_word(cmd: &str) -> String {
     let w = cmd.split_whitespace().next().unwrap_or(cmd);
     match w.to_ascii_uppercase().as_str() {
+        "." => "the message".to_string(),
         "MAIL" | "RCPT" => cmd.split(':').next().unwrap_or(w).to_ascii_uppercase(),
         _ => w.to_string(),
     }

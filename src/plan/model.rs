@@ -248,6 +248,8 @@ pub enum Action {
         username: Template,
         /// Password or token.
         secret: Template,
+        /// Credentials may go over a connection that is not TLS.
+        allow_plaintext: bool,
     },
     /// `MAIL FROM`.
     MailFrom {

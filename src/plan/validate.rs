@@ -632,6 +632,7 @@ impl Checker<'_> {
         let mut ctx = StepCtx {
             captures: Vec::new(),
             tls: implicit_tls,
+            implicit: implicit_tls,
         };
         let spath = key(path, "steps");
         let mut steps = Vec::new();
@@ -719,9 +720,13 @@ impl Checker<'_> {
             Some(t)
         };
         let action = match verb {
-            "connect" => Action::Connect {
-                cert: self.cert(&raw.cert, path, &caps),
-            },
+            "connect" => {
+                // A new connection is TLS again only under implicit TLS.
+                ctx.tls = ctx.implicit;
+                Action::Connect {
+                    cert: self.cert(&raw.cert, path, &caps),
+                }
+            }
             "ehlo" | "helo" => {
                 let arg = if verb == "ehlo" { &raw.ehlo } else { &raw.helo };
                 let name = match arg.as_ref().and_then(Option::as_ref) {
@@ -820,6 +825,7 @@ impl Checker<'_> {
                     mechanism: a.mechanism,
                     username,
                     secret,
+                    allow_plaintext: a.allow_plaintext == Some(true),
                 }
             }
             "mail_from" | "rcpt_to" => {
@@ -1254,7 +1260,10 @@ impl Checker<'_> {
 
 struct StepCtx {
     captures: Vec<String>,
+    /// The connection is TLS at this point of the test.
     tls: bool,
+    /// Every target of the test uses implicit TLS.
+    implicit: bool,
 }
 
 impl RawStep {

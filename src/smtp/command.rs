@@ -106,16 +106,21 @@ pub fn data_payload(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Pads a normalised message with lines of `x` until it is `size` bytes long
-/// (no change when it is already that long).
+/// Pads a normalised message (ending in CRLF) with lines of `x` until it is
+/// `size` bytes long (no change when it is already that long). It still ends in
+/// CRLF: a single byte left over goes into the last line.
 pub fn pad(message: &mut Vec<u8>, size: u64) {
     let size = usize::try_from(size).unwrap_or(usize::MAX);
     while message.len() < size {
         let room = size - message.len();
+        if room == 1 {
+            message.insert(message.len() - 2, b'x');
+            break;
+        }
         // A line of at most 78 characters plus CRLF (RFC 5322 section 2.1.1).
-        let n = room.saturating_sub(2).min(78);
+        let n = (room - 2).min(78);
         message.extend(std::iter::repeat_n(b'x', n));
-        message.extend_from_slice(&b"\r\n"[..room.min(2)]);
+        message.extend_from_slice(b"\r\n");
     }
 }
 
@@ -166,6 +171,96 @@ mod tests {
             let before = m.len();
             pad(&mut m, size);
             assert_eq!(m.len(), before.max(size as usize), "size {size}");
+            let bare_cr = m
+                .iter()
+                .enumerate()
+                .any(|(i, b)| *b == b'\r' && m.get(i + 1) != Some(&b'\n'));
+            assert!(
+                m.ends_with(b"\r\n") && !bare_cr,
+                "size {size}: ends in CRLF, no bare CR"
+            );
         }
+    }
+}
+
+/// The PROXY protocol header (HAProxy's proxy-protocol.txt) that announces the
+/// connection `src` -> `dst` to a server behind a proxy: version 1 is a text line,
+/// version 2 a binary block.
+pub fn proxy_header(v2: bool, src: std::net::SocketAddr, dst: std::net::SocketAddr) -> Vec<u8> {
+    use std::net::SocketAddr::{V4, V6};
+    if !v2 {
+        let family = if src.is_ipv4() { "TCP4" } else { "TCP6" };
+        return format!(
+            "PROXY {family} {} {} {} {}\r\n",
+            src.ip(),
+            dst.ip(),
+            src.port(),
+            dst.port()
+        )
+        .into_bytes();
+    }
+    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    // Version 2, command PROXY.
+    out.push(0x21);
+    let addresses: Vec<u8> = match (src, dst) {
+        (V4(s), V4(d)) => {
+            out.push(0x11);
+            [s.ip().octets().as_slice(), d.ip().octets().as_slice()].concat()
+        }
+        (s, d) => {
+            out.push(0x21);
+            let v6 = |a: std::net::SocketAddr| match a {
+                V4(a) => a.ip().to_ipv6_mapped().octets(),
+                V6(a) => a.ip().octets(),
+            };
+            [v6(s).as_slice(), v6(d).as_slice()].concat()
+        }
+    };
+    let len = (addresses.len() + 4) as u16;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&addresses);
+    out.extend_from_slice(&src.port().to_be_bytes());
+    out.extend_from_slice(&dst.port().to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::proxy_header;
+
+    #[test]
+    fn version_1_is_a_line() {
+        let h = proxy_header(
+            false,
+            "192.0.2.1:40000".parse().unwrap(),
+            "198.51.100.2:25".parse().unwrap(),
+        );
+        assert_eq!(h, b"PROXY TCP4 192.0.2.1 198.51.100.2 40000 25\r\n");
+        let h = proxy_header(
+            false,
+            "[::1]:40000".parse().unwrap(),
+            "[::1]:25".parse().unwrap(),
+        );
+        assert_eq!(h, b"PROXY TCP6 ::1 ::1 40000 25\r\n");
+    }
+
+    #[test]
+    fn version_2_is_the_binary_block() {
+        let h = proxy_header(
+            true,
+            "192.0.2.1:40000".parse().unwrap(),
+            "198.51.100.2:25".parse().unwrap(),
+        );
+        assert_eq!(
+            &h[..12],
+            b"\x0d\x0a\x0d\x0a\x00\x0d\x0a\x51\x55\x49\x54\x0a"
+        );
+        assert_eq!(&h[12..16], &[0x21, 0x11, 0, 12]);
+        assert_eq!(&h[16..20], &[192, 0, 2, 1]);
+        assert_eq!(&h[20..24], &[198, 51, 100, 2]);
+        assert_eq!(&h[24..], &[0x9c, 0x40, 0, 25]);
+        let h = proxy_header(true, "[::1]:1".parse().unwrap(), "[::1]:2".parse().unwrap());
+        assert_eq!(&h[12..16], &[0x21, 0x21, 0, 36]);
+        assert_eq!(h.len(), 16 + 36);
     }
 }

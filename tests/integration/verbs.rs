@@ -221,3 +221,60 @@ fn source_address_binds_outgoing_connections() {
         "the responder saw the client at 127.0.0.2: {stdout}"
     );
 }
+
+#[test]
+fn proxy_protocol_header_comes_first() {
+    // The server reads one line (the PROXY header) before it greets: without the
+    // header the client would wait for a greeting that never comes.
+    let server = FaultServer::start(vec![
+        Act::Read,
+        crate::fault::send("220 behind a proxy\r\n"),
+        Act::Read,
+        crate::fault::send("250 ok\r\n"),
+    ]);
+    let dir = temp_dir("proxy");
+    let plan = format!(
+        "version: 1\nname: proxy\nsettings:\n  proxy_protocol: v1\n  timeouts: {{ reply: 2s }}\ntargets: [{{ host: \"127.0.0.1:{}\" }}]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n",
+        server.addr.port()
+    );
+    std::fs::write(dir.join("p.yaml"), plan).unwrap();
+    let out =
+        run(smtp_plan(&dir).args(["run", "p.yaml", "--transcripts", "all", "--junit", "r.xml"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let xml = std::fs::read_to_string(dir.join("r.xml")).unwrap();
+    assert!(
+        xml.contains("-- PROXY protocol V1 header: 127.0.0.1:"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn auth_after_a_refused_starttls_is_not_sent_in_clear() {
+    let server = FaultServer::start(vec![
+        crate::fault::send("220 no tls here\r\n"),
+        Act::Read,
+        crate::fault::send("250-x\r\n250 STARTTLS\r\n"),
+        Act::Read,
+        crate::fault::send("454 4.7.0 TLS not available\r\n"),
+        Act::Read,
+        crate::fault::send("235 would have taken it\r\n"),
+    ]);
+    let dir = temp_dir("auth-clear");
+    let plan = format!(
+        "version: 1\nname: clear\ntargets: [{{ host: \"127.0.0.1:{}\" }}]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n      - starttls: {{}}\n        expect: [220, 454]\n      - auth: {{ mechanism: plain, username: u, password: secret-pass }}\n",
+        server.addr.port()
+    );
+    std::fs::write(dir.join("p.yaml"), plan).unwrap();
+    let out =
+        run(smtp_plan(&dir).args(["run", "p.yaml", "--transcripts", "all", "--junit", "r.xml"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("tls: step 3 auth: refusing to send credentials: the connection is not TLS"),
+        "{stdout}"
+    );
+    let xml = std::fs::read_to_string(dir.join("r.xml")).unwrap();
+    assert!(!xml.contains("AUTH PLAIN"), "{xml}");
+}
