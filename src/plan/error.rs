@@ -39,6 +39,14 @@ impl Source {
         width: usize,
         message: impl Into<String>,
     ) -> Diagnostic {
+        // The parser reports the end of a file as the line after the last one;
+        // point at the end of the last line instead, so a line is shown.
+        let last = self.text.lines().count();
+        let (line, column) = if line > last && last > 0 {
+            (last, self.line(last).map_or(0, |l| l.chars().count()) + 1)
+        } else {
+            (line, column)
+        };
         Diagnostic {
             file: self.name.clone(),
             position: Some(Position {
@@ -156,6 +164,16 @@ mod tests {
         let off = src.offset(2, 5);
         assert_eq!(&src.text[off..off + 2], "${");
         assert_eq!(src.line_col(off), (2, 5));
+    }
+
+    #[test]
+    fn errors_past_the_end_point_at_the_last_line() {
+        let src = Source::new("p", "---");
+        let d = src.error_at(2, 1, 1, "expected a map");
+        assert_eq!(
+            d.to_string(),
+            "p:1:4: error: expected a map\n1 | ---\n  |    ^"
+        );
     }
 
     #[test]

@@ -262,7 +262,7 @@ mod tests {
         let e = errors("version: 1\nname: [a\n");
         assert_eq!(e.len(), 1);
         assert!(
-            e[0].starts_with("p.yaml:3:1: error: invalid YAML:"),
+            e[0].starts_with("p.yaml:2:9: error: invalid YAML:"),
             "{}",
             e[0]
         );
