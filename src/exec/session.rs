@@ -534,6 +534,7 @@ impl Session<'_> {
                 };
             }
         };
+        let mut stream = stream;
         if let Some(version) = self.job.settings.proxy_protocol {
             let (Ok(src), Ok(dst)) = (stream.local_addr(), stream.peer_addr()) else {
                 return Err(Stop::Error(
@@ -546,7 +547,6 @@ impl Session<'_> {
                 Direction::Note,
                 &format!("PROXY protocol {version:?} header: {src} -> {dst}"),
             );
-            let mut stream = stream;
             let limit = self.job.settings.connect;
             let sent = timed(
                 limit,
@@ -558,17 +558,6 @@ impl Session<'_> {
             sent.map_err(|e| {
                 Stop::Error(ErrorKind::Connect, format!("sending the PROXY header: {e}"))
             })?;
-            return self
-                .after_open(
-                    Box::new(stream),
-                    expect,
-                    within,
-                    timeout,
-                    cert,
-                    started,
-                    &outcomes,
-                )
-                .await;
         }
         self.after_open(
             Box::new(stream),
