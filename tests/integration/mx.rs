@@ -5,7 +5,7 @@
 
 use crate::dns::{TestDns, CASES};
 use crate::fault::{send, Act, FaultServer};
-use crate::support::{assert_golden, normalise, root, run, smtp_plan, temp_dir};
+use crate::support::{assert_golden, normalise, root, run, run_plan, smtp_plan, PlanRun};
 use std::net::SocketAddr;
 
 /// A tiny SMTP server: greets, answers EHLO, and lets the client go.
@@ -140,7 +140,6 @@ fn domain_targets_follow_the_mail_route() {
         "127.0.0.41",
         "127.0.0.52",
     ]);
-    let dir = temp_dir("mx-run");
     let plan = format!(
         r#"version: 1
 name: mx
@@ -197,22 +196,10 @@ tests:
 "#,
         dns = dns.addr
     );
-    std::fs::write(dir.join("mx.yaml"), plan).unwrap();
-    let out = run(smtp_plan(&dir).args([
-        "run",
-        "mx.yaml",
-        "--concurrency",
-        "1",
-        "--transcripts",
-        "all",
-        "--junit",
-        "r.xml",
-    ]));
-    let stdout =
-        normalise(&String::from_utf8_lossy(&out.stdout)).replace(&port.to_string(), "PORT");
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let PlanRun { code, stdout, xml } = run_plan("mx-run", &plan, &[], &["--concurrency", "1"]);
+    let stdout = normalise(&stdout).replace(&port.to_string(), "PORT");
+    assert_eq!(code, Some(1), "{stdout}");
     assert_golden(&root().join("tests/golden/mx-run.console"), &stdout);
-    let xml = std::fs::read_to_string(dir.join("r.xml")).unwrap();
     assert!(
         xml.contains("C: EHLO mx2.multi.test multi.test 127.0.0.12"),
         "{xml}"
@@ -227,15 +214,12 @@ tests:
 #[test]
 fn a_silent_name_server_is_a_dns_error_naming_the_query() {
     let dns = TestDns::silent();
-    let dir = temp_dir("mx-silent");
     let plan = format!(
         "version: 1\nname: silent\nsettings:\n  resolver: {{ nameservers: [\"{}\"], timeout: 300ms, attempts: 1 }}\ntargets: [{{ domain: multi.test }}]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n",
         dns.addr
     );
-    std::fs::write(dir.join("p.yaml"), plan).unwrap();
-    let out = run(smtp_plan(&dir).args(["run", "p.yaml"]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1));
+    let PlanRun { code, stdout, .. } = run_plan("mx-silent", &plan, &[], &[]);
+    assert_eq!(code, Some(1));
     assert!(
         stdout.contains("ERROR t @ multi.test:25 (multi.test)"),
         "{stdout}"
@@ -253,34 +237,29 @@ fn a_silent_name_server_is_a_dns_error_naming_the_query() {
 fn connect_to_overrides_dns_and_keeps_the_name() {
     let dns = TestDns::start(CASES);
     let (port, _servers) = servers_on(&["127.0.0.1"]);
-    let dir = temp_dir("connect-to");
     let plan = format!(
         "version: 1\nname: redirect\nsettings:\n  resolver: {{ nameservers: [\"{}\"], attempts: 1 }}\ntargets: [{{ domain: nothing.test }}, {{ host: mx1.multi.test }}]\ntests:\n  - name: t\n    steps:\n      - ehlo: ${{target.host}}\n",
         dns.addr
     );
-    std::fs::write(dir.join("p.yaml"), plan).unwrap();
-    let out = run(smtp_plan(&dir).args([
-        "run",
-        "p.yaml",
-        "--concurrency",
-        "1",
-        "--transcripts",
-        "all",
-        "--junit",
-        "r.xml",
-        "--connect-to",
-        &format!("nothing.test=127.0.0.1:{port}"),
-        "--connect-to",
-        &format!("MX1.multi.test=127.0.0.1:{port}"),
-    ]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let PlanRun { code, stdout, xml } = run_plan(
+        "connect-to",
+        &plan,
+        &[],
+        &[
+            "--concurrency",
+            "1",
+            "--connect-to",
+            &format!("nothing.test=127.0.0.1:{port}"),
+            "--connect-to",
+            &format!("MX1.multi.test=127.0.0.1:{port}"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(
         stdout.contains("PASS  t @ nothing.test:25 (nothing.test)"),
         "{stdout}"
     );
     assert!(stdout.contains("PASS  t @ mx1.multi.test:25"), "{stdout}");
-    let xml = std::fs::read_to_string(dir.join("r.xml")).unwrap();
     assert!(
         xml.contains("C: EHLO nothing.test") && xml.contains("C: EHLO mx1.multi.test"),
         "{xml}"
@@ -297,16 +276,12 @@ fn one_resolver_cache_serves_the_whole_run() {
     }
     let dns = TestDns::start(&records);
     let (port, _servers) = servers_on(&["127.0.0.61"]);
-    let dir = temp_dir("cache");
-    std::fs::write(dir.join("domains.txt"), list).unwrap();
     let plan = format!(
         "version: 1\nname: cache\nsettings:\n  port: {port}\n  per_host: 8\n  resolver: {{ nameservers: [\"{}\"], attempts: 1 }}\ntargets: [{{ file: domains.txt }}]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n",
         dns.addr
     );
-    std::fs::write(dir.join("p.yaml"), plan).unwrap();
-    let out = run(smtp_plan(&dir).args(["run", "p.yaml"]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let PlanRun { code, stdout, .. } = run_plan("cache", &plan, &[("domains.txt", &list)], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("40 passed"), "{stdout}");
     // 40 MX queries, and the shared host's A and AAAA asked about a few times (the
     // 8 sessions that may start before the first answer is cached), not 40 times.

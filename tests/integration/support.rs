@@ -143,3 +143,35 @@ pub fn assert_junit_valid(path: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A plan run by the binary in a folder of its own, with its JUnit report.
+pub struct PlanRun {
+    /// Exit status.
+    pub code: Option<i32>,
+    /// Console output.
+    pub stdout: String,
+    /// The JUnit report (empty when none was written); checked to be well-formed.
+    pub xml: String,
+}
+
+/// Writes `plan` to a fresh folder (with `files`, name and text, beside it) and
+/// runs `smtp-plan run p.yaml --transcripts all --junit r.xml EXTRA...` there.
+pub fn run_plan(tag: &str, plan: &str, files: &[(&str, &str)], extra: &[&str]) -> PlanRun {
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("p.yaml"), plan).expect("plan written");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("file written");
+    }
+    let out = run(smtp_plan(&dir)
+        .args(["run", "p.yaml", "--transcripts", "all", "--junit", "r.xml"])
+        .args(extra));
+    let xml = std::fs::read(dir.join("r.xml")).unwrap_or_default();
+    if !xml.is_empty() {
+        assert_well_formed(&xml);
+    }
+    PlanRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        xml: String::from_utf8_lossy(&xml).into_owned(),
+    }
+}

@@ -3,7 +3,7 @@
 //! scripted server (for the `connect` outcomes).
 
 use crate::fault::{Act, FaultServer};
-use crate::support::{assert_well_formed, normalise, run, smtp_plan, temp_dir};
+use crate::support::{normalise, run, run_plan, smtp_plan, temp_dir, PlanRun};
 
 const VERBS: &str = r#"
 version: 1
@@ -64,21 +64,9 @@ tests:
 
 #[test]
 fn every_verb_passes_against_the_responder() {
-    let dir = temp_dir("verbs");
-    std::fs::write(dir.join("verbs.yaml"), VERBS).unwrap();
-    let out = run(smtp_plan(&dir).args([
-        "run",
-        "verbs.yaml",
-        "--transcripts",
-        "all",
-        "--junit",
-        "r.xml",
-    ]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let xml = std::fs::read(dir.join("r.xml")).unwrap();
-    assert_well_formed(&xml);
-    let xml = normalise(&String::from_utf8_lossy(&xml));
+    let PlanRun { code, stdout, xml } = run_plan("verbs", VERBS, &[], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let xml = normalise(&xml);
     for line in [
         "C: HELO client.test",
         "C: EHLO client.test",
@@ -207,16 +195,14 @@ tests:
 
 #[test]
 fn source_address_binds_outgoing_connections() {
-    let dir = temp_dir("source");
-    std::fs::write(
-        dir.join("p.yaml"),
+    let PlanRun { code, stdout, .. } = run_plan(
+        "source",
         "version: 1\nname: source\nsettings:\n  source_address: 127.0.0.2\ntargets: [{ responder: exchange-2013 }]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n        expect: { code: 250, text: \"Hello \\\\[127\\\\.0\\\\.0\\\\.2\\\\]\" }\n",
-    )
-    .unwrap();
-    let out = run(smtp_plan(&dir).args(["run", "p.yaml"]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        &[],
+        &[],
+    );
     assert_eq!(
-        out.status.code(),
+        code,
         Some(0),
         "the responder saw the client at 127.0.0.2: {stdout}"
     );
@@ -232,17 +218,12 @@ fn proxy_protocol_header_comes_first() {
         Act::Read,
         crate::fault::send("250 ok\r\n"),
     ]);
-    let dir = temp_dir("proxy");
     let plan = format!(
         "version: 1\nname: proxy\nsettings:\n  proxy_protocol: v1\n  timeouts: {{ reply: 2s }}\ntargets: [{{ host: \"127.0.0.1:{}\" }}]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n",
         server.addr.port()
     );
-    std::fs::write(dir.join("p.yaml"), plan).unwrap();
-    let out =
-        run(smtp_plan(&dir).args(["run", "p.yaml", "--transcripts", "all", "--junit", "r.xml"]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let xml = std::fs::read_to_string(dir.join("r.xml")).unwrap();
+    let PlanRun { code, stdout, xml } = run_plan("proxy", &plan, &[], &[]);
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(
         xml.contains("-- PROXY protocol V1 header: 127.0.0.1:"),
         "{xml}"
@@ -260,21 +241,16 @@ fn auth_after_a_refused_starttls_is_not_sent_in_clear() {
         Act::Read,
         crate::fault::send("235 would have taken it\r\n"),
     ]);
-    let dir = temp_dir("auth-clear");
     let plan = format!(
         "version: 1\nname: clear\ntargets: [{{ host: \"127.0.0.1:{}\" }}]\ntests:\n  - name: t\n    steps:\n      - ehlo: x\n      - starttls: {{}}\n        expect: [220, 454]\n      - auth: {{ mechanism: plain, username: u, password: secret-pass }}\n",
         server.addr.port()
     );
-    std::fs::write(dir.join("p.yaml"), plan).unwrap();
-    let out =
-        run(smtp_plan(&dir).args(["run", "p.yaml", "--transcripts", "all", "--junit", "r.xml"]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let PlanRun { code, stdout, xml } = run_plan("auth-clear", &plan, &[], &[]);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout
             .contains("tls: step 3 auth: refusing to send credentials: the connection is not TLS"),
         "{stdout}"
     );
-    let xml = std::fs::read_to_string(dir.join("r.xml")).unwrap();
     assert!(!xml.contains("AUTH PLAIN"), "{xml}");
 }
